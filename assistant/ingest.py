@@ -1,0 +1,243 @@
+"""Incremental ingest: embed only new or changed documents, remove the gone, never lose data.
+
+Order of writes for one document, chosen so that a kill at any point leaves a usable index
+that the next ingest repairs:
+1. embed the chunks the vector store does not have yet;
+2. upsert them into Chroma (readers ignore ids that the chunk table does not list);
+3. replace the document's rows in the chunk table in one SQLite transaction (the commit);
+4. delete the document's old chunk ids from Chroma.
+Each ingest starts by reconciling: Chroma ids the chunk table does not list are deleted,
+and documents whose chunks are missing from Chroma are embedded again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from assistant.chunking import chunk_document
+from assistant.documents import Document, LoadError, load_document
+from assistant.embeddings import Embedder
+from assistant.settings import Settings
+from assistant.store import ChunkDB, LexicalIndex, VectorStore
+
+
+class IngestBusy(RuntimeError):
+    """Another ingest holds the lock."""
+
+
+@dataclass
+class IngestReport:
+    documents: int = 0
+    chunks: int = 0
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    embedded_chunks: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def db_path(settings: Settings) -> Path:
+    return settings.index_dir / "chunks.sqlite"
+
+
+def lexical_path(settings: Settings) -> Path:
+    return settings.index_dir / "lexical"
+
+
+def _signature(doc: Document, settings: Settings, embedder: Embedder) -> str:
+    return f"{doc.content_hash}:{settings.chunk_size}:{settings.chunk_overlap}:{embedder.name}"
+
+
+def _scan(roots: Sequence[Path]) -> tuple[list[tuple[Path, Path]], list[dict[str, str]]]:
+    """(file, root) pairs in a stable order, and the paths that could not be read at all."""
+    files: list[tuple[Path, Path]] = []
+    problems: list[dict[str, str]] = []
+    for root in roots:
+        if not root.exists():
+            problems.append({"path": str(root), "reason": "no such file or directory"})
+        elif root.is_file():
+            files.append((root, root.parent))
+        else:
+            for path in sorted(root.rglob("*")):
+                rel = path.relative_to(root)
+                if any(part.startswith((".", "_")) for part in rel.parts) or not path.is_file():
+                    continue
+                files.append((path, root))
+    return files, problems
+
+
+def ingest(
+    settings: Settings,
+    embedder: Embedder,
+    paths: Sequence[Path] | None = None,
+    rebuild: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> IngestReport:
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(settings.index_dir / ".ingest.lock"))
+    try:
+        lock.acquire(timeout=settings.ingest_wait_s)
+    except Timeout as exc:
+        raise IngestBusy(
+            f"another ingest is running on {settings.index_dir} (lock {lock.lock_file}); "
+            "wait for it to finish, or set ASSISTANT_INGEST_WAIT_S to wait"
+        ) from exc
+    try:
+        return _ingest_locked(settings, embedder, paths, rebuild, progress, log or (lambda _m: None))
+    finally:
+        lock.release()
+
+
+def _ingest_locked(
+    settings: Settings,
+    embedder: Embedder,
+    paths: Sequence[Path] | None,
+    rebuild: bool,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> IngestReport:
+    started = time.perf_counter()
+    report = IngestReport()
+    db = ChunkDB(db_path(settings))
+    store = VectorStore(settings)
+    try:
+        if rebuild:
+            store.reset()
+            db.clear()
+        # Reconcile what a killed ingest may have left behind.
+        committed = db.chunk_ids()
+        stored = store.ids()
+        if stored - committed:
+            store.delete(stored - committed)
+        for doc_id in db.doc_of_chunks(committed - stored):
+            db.forget_signature(doc_id)
+
+        roots = [Path(p) for p in (paths or [settings.corpus_dir])]
+        files, problems = _scan(roots)
+        report.skipped.extend(problems)
+        known = db.documents()
+        loaded: list[tuple[Document, str]] = []
+        seen_ids: dict[str, str] = {}
+        for path, root in files:
+            shown = str(path)
+            try:
+                doc = load_document(path, root)
+            except LoadError as exc:
+                report.skipped.append({"path": shown, "reason": str(exc)})
+                continue
+            abs_path = str(path.resolve())
+            if doc.id in seen_ids:
+                report.skipped.append({"path": shown, "reason": f"duplicate id {doc.id!r} (also in {seen_ids[doc.id]})"})
+                continue
+            other = known.get(doc.id)
+            if other and other["abs_path"] != abs_path and Path(other["abs_path"]).exists() and not _under(
+                Path(other["abs_path"]), roots
+            ):
+                report.skipped.append(
+                    {"path": shown, "reason": f"duplicate id {doc.id!r} (already indexed from {other['abs_path']})"}
+                )
+                continue
+            seen_ids[doc.id] = shown
+            loaded.append((doc, abs_path))
+
+        skipped_abs = {str(Path(s["path"]).resolve()) for s in report.skipped}
+        for doc_id, info in known.items():
+            if doc_id in seen_ids or info["abs_path"] in skipped_abs:
+                continue
+            if _under(Path(info["abs_path"]), roots):
+                old = db.chunk_ids(doc_id)
+                db.delete_document(doc_id)
+                store.delete(old)
+                report.removed += 1
+                log(f"removed {info['path']}")
+
+        todo: list[tuple[Document, str, str, bool]] = []
+        for doc, abs_path in loaded:
+            signature = _signature(doc, settings, embedder)
+            previous = known.get(doc.id)
+            if previous is not None and previous["signature"] == signature and previous["abs_path"] == abs_path:
+                report.unchanged += 1
+            else:
+                todo.append((doc, abs_path, signature, previous is None))
+
+        present = store.ids()
+        plans = []
+        for doc, abs_path, signature, is_new in todo:
+            chunks = chunk_document(doc, embedder.count_tokens, min(settings.chunk_size, embedder.max_tokens), settings.chunk_overlap)
+            if not chunks:
+                report.skipped.append({"path": abs_path, "reason": "no text to index"})
+                continue
+            plans.append((doc, abs_path, signature, is_new, chunks))
+        total_new = sum(1 for p in plans for c in p[4] if c.id not in present)
+        bar = _progress(total_new, progress)
+        for doc, abs_path, signature, is_new, chunks in plans:
+            fresh = [c for c in chunks if c.id not in present]
+            if fresh:
+                vectors = embedder.embed([c.embed_text for c in fresh])
+                store.upsert(fresh, vectors, doc.kind, doc.audience)
+                report.embedded_chunks += len(fresh)
+                if bar is not None:
+                    bar.update(len(fresh))
+            old = db.chunk_ids(doc.id)
+            db.replace_document(doc, abs_path, signature, chunks)
+            stale = old - {c.id for c in chunks}
+            if stale:
+                store.delete(stale)
+            present.update(c.id for c in fresh)
+            if is_new:
+                report.added += 1
+            else:
+                report.updated += 1
+            log(f"{'added' if is_new else 'updated'} {doc.path}: {len(chunks)} chunks, {len(fresh)} embedded")
+        if bar is not None:
+            bar.close()
+
+        stored_chunks = db.chunks()
+        LexicalIndex.build(stored_chunks).save(lexical_path(settings))
+        report.documents = len(db.documents())
+        report.chunks = len(stored_chunks)
+    finally:
+        db.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _under(path: Path, roots: Sequence[Path]) -> bool:
+    for root in roots:
+        root = root.resolve()
+        if path == root or root in path.parents:
+            return True
+    return False
+
+
+def _progress(total: int, enabled: bool | None):  # type: ignore[no-untyped-def]
+    if enabled is None:
+        enabled = sys.stderr.isatty() and not os.environ.get("CI")
+    if not enabled or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr)
+

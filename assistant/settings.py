@@ -1,0 +1,86 @@
+"""The one settings object: environment variables with the ASSISTANT_ prefix, typos rejected."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
+PACKAGED_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+ENV_PREFIX = "ASSISTANT_"
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or has a value that cannot be used."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    data_dir: Path = Field(Path("data"), description="Where the index, lexical index and feedback live.")
+    corpus_dir: Path = Field(Path("corpus"), description="Documents `assistant ingest` reads by default.")
+    prompts_dir: Path = Field(Path("prompts"), description="Prompt templates for the LLM answerer.")
+    embedding_model: str = Field(
+        PACKAGED_MODEL,
+        description="`packaged:all-MiniLM-L6-v2` (the pip-shipped copy) or a local sentence-transformers model path.",
+    )
+    embedding_sha256: str | None = Field(
+        PACKAGED_MODEL_SHA256,
+        description="Expected sha256 of the model's model.safetensors; empty to skip the check for a custom model.",
+    )
+    chroma_url: str | None = Field(None, description="A Chroma server, e.g. http://127.0.0.1:8000; unset = embedded.")
+    collection: str = Field("celltop", description="Chroma collection name.")
+    chunk_size: int = Field(200, ge=32, le=254, description="Maximum tokens per chunk (model tokenizer).")
+    chunk_overlap: int = Field(0, ge=0, le=120, description="Tokens of whole sentences repeated between chunks.")
+    retrieval_k: int = Field(6, ge=1, le=50, description="Chunks of evidence retrieved per question.")
+    answerer: Literal["extractive", "llm"] = Field("extractive", description="Who writes the answer.")
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible endpoint.")
+    llm_base_url: str | None = Field(None, description="Base URL of an OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1.")
+    llm_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the endpoint's key.")
+    llm_timeout_s: float = Field(60.0, gt=0, description="Timeout for one LLM call.")
+    host: str = Field("127.0.0.1", description="Address the app listens on.")
+    port: int = Field(7860, ge=1, le=65535, description="Port the app listens on.")
+    feedback_enabled: bool = Field(True, description="Store thumbs up/down votes under the data dir.")
+    frame_ancestors: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to frame /widget (CSP frame-ancestors and CORS); empty = same origin only.",
+    )
+    ingest_wait_s: float = Field(0.0, ge=0, description="How long a second ingest waits for a running one.")
+
+    @field_validator("chroma_url", "llm_base_url", "embedding_sha256", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def feedback_path(self) -> Path:
+        return self.data_dir / "feedback.jsonl"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (plus overrides); unknown ASSISTANT_ variables are an error.
+
+    pydantic-settings ignores environment variables that match no field, so a typo such as
+    ASSISTANT_CHROMA_ULR would silently do nothing; check for them here.
+    """
+    known = {name.upper() for name in Settings.model_fields}
+    for key in os.environ:
+        if key.upper().startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX):].upper()
+            if name not in known:
+                raise SettingsError(
+                    f"unknown setting {key}; known: "
+                    + ", ".join(sorted(ENV_PREFIX + k for k in known))
+                )
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc

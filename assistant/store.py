@@ -1,0 +1,290 @@
+"""Where chunks live: a SQLite chunk table (the record of what is committed), Chroma, and BM25."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from assistant.chunking import Chunk
+from assistant.documents import Document
+from assistant.settings import Settings
+from assistant.text import terms
+
+
+class StoreError(RuntimeError):
+    """The index cannot be opened or reached."""
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    id: str
+    doc_id: str
+    ordinal: int
+    text: str
+    start: int
+    end: int
+    headings: tuple[str, ...]
+    page: int | None
+    embed_text: str
+
+    @property
+    def section(self) -> str:
+        return " › ".join(self.headings)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    abs_path TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    meta TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id TEXT PRIMARY KEY,
+    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end_ INTEGER NOT NULL,
+    headings TEXT NOT NULL,
+    page INTEGER,
+    embed_text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class ChunkDB:
+    """The committed state: a document and its chunks change together in one transaction."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def generation(self) -> int:
+        row = self._conn.execute("SELECT value FROM state WHERE key='generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def documents(self) -> dict[str, dict[str, Any]]:
+        rows = self._conn.execute("SELECT id, path, abs_path, signature, meta FROM documents")
+        return {
+            r[0]: {"path": r[1], "abs_path": r[2], "signature": r[3], "meta": json.loads(r[4])} for r in rows
+        }
+
+    def chunk_ids(self, doc_id: str | None = None) -> set[str]:
+        if doc_id is None:
+            return {r[0] for r in self._conn.execute("SELECT id FROM chunks")}
+        return {r[0] for r in self._conn.execute("SELECT id FROM chunks WHERE doc_id=?", (doc_id,))}
+
+    def doc_of_chunks(self, ids: Iterable[str]) -> set[str]:
+        wanted = set(ids)
+        return {r[1] for r in self._conn.execute("SELECT id, doc_id FROM chunks") if r[0] in wanted}
+
+    def chunks(self) -> list[StoredChunk]:
+        rows = self._conn.execute(
+            "SELECT id, doc_id, ordinal, text, start, end_, headings, page, embed_text FROM chunks"
+            " ORDER BY doc_id, ordinal"
+        )
+        return [
+            StoredChunk(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), r[7], r[8]) for r in rows
+        ]
+
+    def replace_document(self, doc: Document, abs_path: str, signature: str, chunks: Sequence[Chunk]) -> None:
+        with self._conn:
+            self._conn.execute("DELETE FROM chunks WHERE doc_id=?", (doc.id,))
+            self._conn.execute(
+                "INSERT OR REPLACE INTO documents(id, path, abs_path, signature, meta) VALUES (?,?,?,?,?)",
+                (doc.id, doc.path, abs_path, signature, json.dumps(doc.metadata())),
+            )
+            self._conn.executemany(
+                "INSERT INTO chunks(id, doc_id, ordinal, text, start, end_, headings, page, embed_text)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (c.id, c.doc_id, c.ordinal, c.text, c.start, c.end, json.dumps(c.headings), c.page, c.embed_text)
+                    for c in chunks
+                ],
+            )
+            self._bump()
+
+    def delete_document(self, doc_id: str) -> None:
+        with self._conn:
+            self._conn.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
+            self._conn.execute("DELETE FROM documents WHERE id=?", (doc_id,))
+            self._bump()
+
+    def forget_signature(self, doc_id: str) -> None:
+        with self._conn:
+            self._conn.execute("UPDATE documents SET signature='' WHERE id=?", (doc_id,))
+
+    def clear(self) -> None:
+        with self._conn:
+            self._conn.execute("DELETE FROM chunks")
+            self._conn.execute("DELETE FROM documents")
+            self._bump()
+
+    def _bump(self) -> None:
+        self._conn.execute(
+            "INSERT INTO state(key, value) VALUES('generation', '1') ON CONFLICT(key)"
+            " DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+
+class VectorStore:
+    """One Chroma collection, embedded or on a server; embeddings are always ours."""
+
+    def __init__(self, settings: Settings) -> None:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        try:
+            if settings.chroma_url:
+                url = urlparse(settings.chroma_url)
+                if url.scheme not in ("http", "https") or not url.hostname:
+                    raise StoreError(f"ASSISTANT_CHROMA_URL {settings.chroma_url!r} is not an http(s) URL")
+                self._client = chromadb.HttpClient(
+                    host=url.hostname,
+                    port=url.port or (443 if url.scheme == "https" else 80),
+                    ssl=url.scheme == "https",
+                    settings=chroma_settings,
+                )
+                self.where = settings.chroma_url
+            else:
+                path = settings.index_dir / "chroma"
+                path.mkdir(parents=True, exist_ok=True)
+                self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+                self.where = str(path)
+            self._name = settings.collection
+            self._collection = self._open()
+        except StoreError:
+            raise
+        except Exception as exc:  # chromadb raises many kinds when a server is unreachable
+            raise StoreError(f"cannot open Chroma at {settings.chroma_url or 'the data dir'}: {exc}") from exc
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        return self._client.get_or_create_collection(
+            self._name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+        )
+
+    def reset(self) -> None:
+        try:
+            self._client.delete_collection(self._name)
+        except Exception:  # missing collection
+            pass
+        self._collection = self._open()
+
+    def ids(self) -> set[str]:
+        out: set[str] = set()
+        offset, page = 0, 5000
+        while True:
+            got = self._collection.get(include=[], limit=page, offset=offset)
+            out.update(got["ids"])
+            if len(got["ids"]) < page:
+                return out
+            offset += page
+
+    def count(self) -> int:
+        return int(self._collection.count())
+
+    def upsert(self, chunks: Sequence[Chunk], embeddings: np.ndarray, kind: str, audience: str) -> None:
+        batch = max(1, min(1000, self._client.get_max_batch_size()))
+        for i in range(0, len(chunks), batch):
+            part = chunks[i : i + batch]
+            self._collection.upsert(
+                ids=[c.id for c in part],
+                embeddings=embeddings[i : i + batch],
+                documents=[c.text for c in part],
+                metadatas=[{"doc_id": c.doc_id, "kind": kind, "audience": audience} for c in part],
+            )
+
+    def delete(self, ids: Iterable[str]) -> None:
+        id_list = sorted(ids)
+        for i in range(0, len(id_list), 1000):
+            self._collection.delete(ids=id_list[i : i + 1000])
+
+    def query(self, embedding: np.ndarray, n: int, where: dict[str, Any] | None) -> list[tuple[str, float]]:
+        total = self.count()
+        if total == 0:
+            return []
+        result = self._collection.query(
+            query_embeddings=[embedding], n_results=min(n, total), where=where or None, include=["distances"]
+        )
+        ids = result["ids"][0]
+        distances = (result.get("distances") or [[1.0] * len(ids)])[0]
+        return [(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
+
+
+def fingerprint(ids: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+class LexicalIndex:
+    """BM25 (bm25s) over stemmed chunk text, saved beside the chunk table with a fingerprint."""
+
+    def __init__(self, ids: list[str], retriever: Any) -> None:
+        self.ids = ids
+        self._retriever = retriever
+
+    @classmethod
+    def build(cls, chunks: Sequence[StoredChunk]) -> LexicalIndex:
+        import bm25s
+
+        ids = [c.id for c in chunks]
+        retriever = bm25s.BM25()
+        if chunks:
+            retriever.index([terms(c.embed_text) or ["\x00"] for c in chunks], show_progress=False)
+        return cls(ids, retriever)
+
+    def save(self, directory: Path) -> None:
+        parent = directory.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".lexical-", dir=parent))
+        if self.ids:
+            self._retriever.save(str(staging), show_progress=False)
+        (staging / "ids.json").write_text(json.dumps({"fingerprint": fingerprint(self.ids), "ids": self.ids}))
+        old = parent / f".lexical-old-{os.getpid()}"
+        if directory.exists():
+            directory.rename(old)
+        staging.rename(directory)
+        shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    def load_or_build(cls, directory: Path, chunks: Sequence[StoredChunk]) -> LexicalIndex:
+        """The saved index when it matches the committed chunks, else a fresh one."""
+        import bm25s
+
+        ids = [c.id for c in chunks]
+        try:
+            saved = json.loads((directory / "ids.json").read_text())
+            if saved["fingerprint"] == fingerprint(ids) and saved["ids"] == ids:
+                if not ids:
+                    return cls([], None)
+                return cls(ids, bm25s.BM25.load(str(directory), show_progress=False, verbosity=0))
+        except (OSError, ValueError, KeyError):
+            pass
+        return cls.build(chunks)
+
+    def scores(self, query_terms: list[str]) -> np.ndarray:
+        if not self.ids or not query_terms:
+            return np.zeros(len(self.ids), dtype=np.float32)
+        return np.asarray(self._retriever.get_scores(query_terms), dtype=np.float32)

@@ -1,0 +1,70 @@
+"""Word-level text helpers shared by the lexical index and the answerers."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+_WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
+_NUMBER_RE = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\s?%)?")
+
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have
+    having he her here hers herself him himself his how i if in into is it its itself just me more most my
+    myself no nor not of off on once only or other our ours ourselves out over own same she should so some
+    such than that the their theirs them themselves then there these they this those through to too under
+    until up very was we were what when where which while who whom why will with would you your yours
+    yourself yourselves also get got tell know please much many s t whats""".split()
+)
+# Words that carry the meaning of a yes/no or negated sentence; kept out of STOPWORDS' effect where needed.
+NEGATIONS = frozenset({"no", "not", "none", "never", "without", "cannot", "nothing", "nobody", "neither"})
+
+
+@lru_cache(maxsize=1)
+def _stemmer():  # type: ignore[no-untyped-def]
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text)
+    return text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"').lower()
+
+
+def words(text: str) -> list[str]:
+    return _WORD_RE.findall(normalize(text))
+
+
+def stem(word: str) -> str:
+    return str(_stemmer().stemWord(word))
+
+
+def terms(text: str, keep_stopwords: bool = False) -> list[str]:
+    """Stemmed content words: the unit the lexical index and sentence scoring both use."""
+    out = []
+    for word in words(text):
+        if not keep_stopwords and word in STOPWORDS:
+            continue
+        if len(word) < 2 and not word.isdigit():
+            continue
+        out.append(stem(word))
+    return out
+
+
+def numbers(text: str) -> list[str]:
+    """Numbers as written ("100", "7", "2017", "70%"), normalised for comparison."""
+    return [re.sub(r"[\s,]", "", n) for n in _NUMBER_RE.findall(text)]
+
+
+def clean_input(text: str) -> str:
+    """Make user text safe to handle as text: no lone surrogates, no control characters."""
+    text = text.encode("utf-8", "replace").decode("utf-8", "replace") if _has_surrogates(text) else text
+    text = "".join(ch if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs", "Cf") else " " for ch in text)
+    return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
