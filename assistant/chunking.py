@@ -67,9 +67,7 @@ def chunk_document(doc: Document, count_tokens, max_tokens: int, overlap_tokens:
     """Pack whole sentences of one section into chunks of at most ``max_tokens`` model tokens."""
     groups: list[tuple[tuple[str, ...], int | None, list[Sentence]]] = []
     for block in doc.blocks:
-        sentences = [
-            Sentence(s.text, s.start + block.start, s.end + block.start) for s in split_sentences(block.text)
-        ]
+        sentences = [Sentence(s.text, s.start + block.start, s.end + block.start) for s in split_sentences(block.text)]
         if groups and groups[-1][0] == block.headings and groups[-1][1] == block.page:
             groups[-1][2].extend(sentences)
         else:

@@ -167,7 +167,7 @@ def _split_front_matter(text: str) -> tuple[dict[str, Any], str]:
         meta = {}
     if not isinstance(meta, dict):
         raise LoadError("front matter must be a mapping of keys to values")
-    return meta, text[match.end():]
+    return meta, text[match.end() :]
 
 
 def _make_document(

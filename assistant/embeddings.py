@@ -112,7 +112,6 @@ def make_embedder(settings: Settings) -> Embedder:
     path = Path(settings.embedding_model)
     if not path.is_dir():
         raise ModelError(
-            f"embedding model {settings.embedding_model!r} is not a local directory; "
-            "models are loaded from disk only"
+            f"embedding model {settings.embedding_model!r} is not a local directory; models are loaded from disk only"
         )
     return SentenceTransformerEmbedder(path, settings.embedding_sha256, settings.embedding_model)

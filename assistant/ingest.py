@@ -149,11 +149,16 @@ def _ingest_locked(
                 continue
             abs_path = str(path.resolve())
             if doc.id in seen_ids:
-                report.skipped.append({"path": shown, "reason": f"duplicate id {doc.id!r} (also in {seen_ids[doc.id]})"})
+                report.skipped.append(
+                    {"path": shown, "reason": f"duplicate id {doc.id!r} (also in {seen_ids[doc.id]})"}
+                )
                 continue
             other = known.get(doc.id)
-            if other and other["abs_path"] != abs_path and Path(other["abs_path"]).exists() and not _under(
-                Path(other["abs_path"]), roots
+            if (
+                other
+                and other["abs_path"] != abs_path
+                and Path(other["abs_path"]).exists()
+                and not _under(Path(other["abs_path"]), roots)
             ):
                 report.skipped.append(
                     {"path": shown, "reason": f"duplicate id {doc.id!r} (already indexed from {other['abs_path']})"}
@@ -185,7 +190,9 @@ def _ingest_locked(
         present = store.ids()
         plans = []
         for doc, abs_path, signature, is_new in todo:
-            chunks = chunk_document(doc, embedder.count_tokens, min(settings.chunk_size, embedder.max_tokens), settings.chunk_overlap)
+            chunks = chunk_document(
+                doc, embedder.count_tokens, min(settings.chunk_size, embedder.max_tokens), settings.chunk_overlap
+            )
             if not chunks:
                 report.skipped.append({"path": abs_path, "reason": "no text to index"})
                 continue
@@ -240,4 +247,3 @@ def _progress(total: int, enabled: bool | None):  # type: ignore[no-untyped-def]
     from tqdm import tqdm
 
     return tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr)
-

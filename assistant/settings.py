@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     retrieval_k: int = Field(6, ge=1, le=50, description="Chunks of evidence retrieved per question.")
     answerer: Literal["extractive", "llm"] = Field("extractive", description="Who writes the answer.")
     llm_model: str = Field("gpt-4o-mini", description="Model name sent to the OpenAI-compatible endpoint.")
-    llm_base_url: str | None = Field(None, description="Base URL of an OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1.")
+    llm_base_url: str | None = Field(
+        None, description="Base URL of an OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1."
+    )
     llm_api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the endpoint's key.")
     llm_timeout_s: float = Field(60.0, gt=0, description="Timeout for one LLM call.")
     host: str = Field("127.0.0.1", description="Address the app listens on.")
@@ -74,11 +76,10 @@ def load_settings(**overrides: object) -> Settings:
     known = {name.upper() for name in Settings.model_fields}
     for key in os.environ:
         if key.upper().startswith(ENV_PREFIX):
-            name = key[len(ENV_PREFIX):].upper()
+            name = key[len(ENV_PREFIX) :].upper()
             if name not in known:
                 raise SettingsError(
-                    f"unknown setting {key}; known: "
-                    + ", ".join(sorted(ENV_PREFIX + k for k in known))
+                    f"unknown setting {key}; known: " + ", ".join(sorted(ENV_PREFIX + k for k in known))
                 )
     try:
         return Settings(**overrides)  # type: ignore[arg-type]

@@ -87,9 +87,7 @@ class ChunkDB:
 
     def documents(self) -> dict[str, dict[str, Any]]:
         rows = self._conn.execute("SELECT id, path, abs_path, signature, meta FROM documents")
-        return {
-            r[0]: {"path": r[1], "abs_path": r[2], "signature": r[3], "meta": json.loads(r[4])} for r in rows
-        }
+        return {r[0]: {"path": r[1], "abs_path": r[2], "signature": r[3], "meta": json.loads(r[4])} for r in rows}
 
     def chunk_ids(self, doc_id: str | None = None) -> set[str]:
         if doc_id is None:
@@ -105,9 +103,7 @@ class ChunkDB:
             "SELECT id, doc_id, ordinal, text, start, end_, headings, page, embed_text FROM chunks"
             " ORDER BY doc_id, ordinal"
         )
-        return [
-            StoredChunk(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), r[7], r[8]) for r in rows
-        ]
+        return [StoredChunk(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), r[7], r[8]) for r in rows]
 
     def replace_document(self, doc: Document, abs_path: str, signature: str, chunks: Sequence[Chunk]) -> None:
         with self._conn:

@@ -1,0 +1,108 @@
+"""Query expansion and spelling correction from the domain vocabulary (data, not rules)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from assistant.text import STOPWORDS, normalize, terms, words
+
+EXPANSION_WEIGHT = 0.5
+
+
+@lru_cache(maxsize=1)
+def _data() -> dict[str, Any]:
+    text = resources.files("assistant").joinpath("data/vocabulary.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("synonyms"), list):
+        raise ValueError("assistant/data/vocabulary.yaml must have a 'synonyms' list")
+    return data
+
+
+def _phrase_terms(phrase: str) -> tuple[str, ...]:
+    return tuple(terms(phrase, keep_stopwords=True))
+
+
+def _contains(haystack: list[str], needle: tuple[str, ...]) -> bool:
+    n = len(needle)
+    return n > 0 and any(tuple(haystack[i : i + n]) == needle for i in range(len(haystack) - n + 1))
+
+
+@dataclass
+class Query:
+    """A question as weighted stemmed terms: the asked ones at 1.0, expansions lower."""
+
+    text: str
+    weights: dict[str, float] = field(default_factory=dict)
+    asked: set[str] = field(default_factory=set)
+
+    def expansion_terms(self) -> list[str]:
+        return [t for t in self.weights if t not in self.asked]
+
+
+class Vocabulary:
+    def __init__(self, corpus_words: set[str]) -> None:
+        data = _data()
+        self.groups = [[_phrase_terms(p) for p in group] for group in data["synonyms"]]
+        self.fields = {
+            name: [_phrase_terms(p) for p in aliases] for name, aliases in (data.get("fields") or {}).items()
+        }
+        self.known_words = set(corpus_words)
+        for group in data["synonyms"]:
+            for phrase in group:
+                self.known_words.update(words(phrase))
+        for aliases in (data.get("fields") or {}).values():
+            for phrase in aliases:
+                self.known_words.update(words(phrase))
+        self._sorted_words = sorted(w for w in self.known_words if len(w) >= 4 and not w.isdigit())
+
+    def correct(self, text: str) -> str:
+        """Replace words the corpus never uses by the closest word it does (typos)."""
+        out = []
+        for word in words(text):
+            if word in self.known_words or word in STOPWORDS or len(word) < 4 or any(c.isdigit() for c in word):
+                out.append(word)
+                continue
+            match = difflib.get_close_matches(word, self._sorted_words, n=1, cutoff=0.8)
+            out.append(match[0] if match else word)
+        return " ".join(out)
+
+    def query(self, text: str, context: str | None = None) -> Query:
+        corrected = self.correct(text)
+        asked_seq = terms(corrected)
+        query = Query(text=corrected)
+        for term in asked_seq:
+            query.weights[term] = 1.0
+            query.asked.add(term)
+        if context:
+            for term in terms(self.correct(context)):
+                if term not in query.weights:
+                    query.weights[term] = 0.7
+                    query.asked.add(term)
+        full = terms(corrected + " " + (context or ""), keep_stopwords=True)
+        for group in self.groups:
+            if any(_contains(full, phrase) for phrase in group):
+                for phrase in group:
+                    for term in phrase:
+                        if term not in STOPWORDS and term not in query.weights:
+                            query.weights[term] = EXPANSION_WEIGHT
+        return query
+
+    def field_scores(self, text: str) -> dict[str, float]:
+        """How strongly a question asks for each trial field (longest alias phrase matched)."""
+        seq = terms(self.correct(text), keep_stopwords=True)
+        scores: dict[str, float] = {}
+        for name, aliases in self.fields.items():
+            best = max((len(a) for a in aliases if _contains(seq, a)), default=0)
+            if best:
+                scores[name] = float(best)
+        return scores
+
+
+def normalized_words(text: str) -> list[str]:
+    return words(normalize(text))
