@@ -189,7 +189,7 @@ class Pipeline:
                 else:
                     yield piece
         else:
-            draft = self.extractive.answer(parts, evidence, audience, standalone)
+            draft = self.extractive.answer(parts, evidence, audience, standalone, personal=safety == "medical_advice")
         timings["answer"] = _ms(t)
 
         t = time.perf_counter()
@@ -227,6 +227,19 @@ class Pipeline:
         timings["total"] = _ms(started)
         answer.timings_ms = timings
         yield answer
+
+    def ranked_docs(self, question: str, history: Sequence[Turn] | None, mode: Mode, k: int = 5) -> list[str]:
+        """Distinct documents in retrieval order, for measuring retrieval alone."""
+        context = self._context(question, _turns(history))
+        standalone = question if context is None else f"{question} ({context})"
+        query = self.retriever.vocabulary.query(question, context)
+        out: list[str] = []
+        for e in self.retriever.retrieve(
+            query, k * 4, mode=mode, query_vector=None if mode == "lexical" else self.retriever.embed_query(standalone)
+        ):
+            if e.doc.id not in out:
+                out.append(e.doc.id)
+        return out[:k]
 
     def _context(self, question: str, turns: list[Turn]) -> str | None:
         """The earlier question a follow-up leans on, if it leans on one."""
@@ -271,14 +284,29 @@ class Pipeline:
         dense = max((e.dense or 0.0) for e in evidence)
         if coverage < MIN_COVERAGE or (coverage < MIN_COVERAGE_LOW_DENSE and dense < LOW_DENSE):
             return True
-        # A number the question asks about ("phase 2", "5 years") that no passage mentions.
-        asked_numbers = {n for p in parts for n in numbers(p.text)}
-        if asked_numbers:
-            found = {n for e in evidence for n in numbers(e.chunk.embed_text)}
-            found |= {t for e in evidence for t in terms(e.chunk.embed_text) if t.isdigit()}
-            if asked_numbers - found:
-                return True
+        # A number the question asks about ("phase 2", "five years") that no passage states
+        # with the same neighbouring word.
+        passages = [terms(e.chunk.embed_text) for e in evidence]
+        for part in parts:
+            seq = part.sequence
+            for i, term in enumerate(seq):
+                if not term.isdigit():
+                    continue
+                pairs = {
+                    p
+                    for p in ((seq[i - 1], term) if i else None, (term, seq[i + 1]) if i + 1 < len(seq) else None)
+                    if p
+                }
+                found = any(
+                    (pairs and any(_has_pair(p, pair) for pair in pairs)) or (not pairs and term in p) for p in passages
+                )
+                if not found:
+                    return True
         return False
+
+
+def _has_pair(sequence: list[str], pair: tuple[str, str]) -> bool:
+    return any(sequence[i] == pair[0] and sequence[i + 1] == pair[1] for i in range(len(sequence) - 1))
 
 
 def _turns(history: Sequence[Turn | dict[str, str]] | None) -> list[Turn]:

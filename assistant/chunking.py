@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from assistant.documents import Document
+from assistant.documents import KIND_LABELS, Document
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,9 @@ def split_sentences(text: str) -> list[Sentence]:
 
 
 def _header(doc: Document, headings: tuple[str, ...]) -> str:
-    return "\n".join([doc.title, *headings]) + "\n"
+    # The kind label ("News article", "Registry") lets a question name the kind of source.
+    label = KIND_LABELS.get(doc.kind, doc.kind)
+    return "\n".join([f"{doc.title} ({label})", *headings]) + "\n"
 
 
 def chunk_document(doc: Document, count_tokens, max_tokens: int, overlap_tokens: int = 0) -> list[Chunk]:  # type: ignore[no-untyped-def]

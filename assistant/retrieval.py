@@ -74,6 +74,9 @@ class Corpus:
         self._idf_unseen = math.log(1 + (n + 0.5) / 0.5)
         self.words = {w for c in self.chunks for w in words(c.embed_text)}
 
+    def seen(self, term: str) -> bool:
+        return term in self._idf
+
     def idf(self, term: str) -> float:
         return self._idf.get(term, self._idf_unseen)
 

@@ -137,7 +137,6 @@ STOPWORDS = frozenset(
         "yourself",
         "yourselves",
         "also",
-        "get",
         "got",
         "tell",
         "know",

@@ -40,6 +40,10 @@ class Query:
     text: str
     weights: dict[str, float] = field(default_factory=dict)
     asked: set[str] = field(default_factory=set)
+    # Asked words that a synonym group translated ("sample size" -> enrollment): when the
+    # corpus never uses them, their group's words stand in for them.
+    bridged: set[str] = field(default_factory=set)
+    sequence: list[str] = field(default_factory=list)
 
     def expansion_terms(self) -> list[str]:
         return [t for t in self.weights if t not in self.asked]
@@ -84,9 +88,13 @@ class Vocabulary:
                 if term not in query.weights:
                     query.weights[term] = 0.7
                     query.asked.add(term)
+        query.sequence = asked_seq
         full = terms(corrected + " " + (context or ""), keep_stopwords=True)
         for group in self.groups:
-            if any(_contains(full, phrase) for phrase in group):
+            hits = [phrase for phrase in group if _contains(full, phrase)]
+            for phrase in hits:
+                query.bridged.update(phrase)
+            if hits:
                 for phrase in group:
                     for term in phrase:
                         if term not in STOPWORDS and term not in query.weights:

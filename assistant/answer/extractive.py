@@ -123,7 +123,7 @@ class ExtractiveAnswerer:
         news_asked: bool,
         definition: bool = False,
     ) -> tuple[float, float]:
-        norm = sum(w * self.corpus.idf(t) for t, w in query.weights.items() if t in query.asked) or 1.0
+        norm = self.norm(query)
         matched = 0.0
         for term, weight in query.weights.items():
             if term in unit.terms:
@@ -162,6 +162,7 @@ class ExtractiveAnswerer:
         evidence: list[Evidence],
         audience: str,
         question: str,
+        personal: bool = False,
     ) -> Draft:
         units = [u for e in evidence for u in self.units(e)]
         if not units:
@@ -179,7 +180,7 @@ class ExtractiveAnswerer:
             return Draft(claims=[], refused=True)
         caveat = self._caveat(picked, scored, question)
         picked = self._order(picked)
-        yes_no = len(parts) == 1 and is_yes_no(question)
+        yes_no = len(parts) == 1 and is_yes_no(question) and not personal
         if caveat is not None:
             # "Does it work?": say first what the study cannot show, then the best evidence.
             picked = [caveat, picked[0]] if yes_no else [picked[0], caveat]
@@ -243,6 +244,17 @@ class ExtractiveAnswerer:
             doc_rank[first.unit.evidence.chunk.doc_id] = -1
         rest.sort(key=lambda s: (doc_rank[s.unit.evidence.chunk.doc_id], s.unit.evidence.chunk.ordinal, s.unit.start))
         return ([first] if first else []) + rest
+
+    def norm(self, query: Query) -> float:
+        """The weight of what the question asks, against which a sentence's match is measured."""
+        total = 0.0
+        for term, weight in query.weights.items():
+            if term not in query.asked:
+                continue
+            if not self.corpus.seen(term) and term in query.bridged:
+                continue  # a lay word the corpus never uses; its synonyms are matched instead
+            total += weight * self.corpus.idf(term)
+        return total or 1.0
 
     def _asked_coverage(self, unit: Unit, query: Query) -> float:
         asked = {t: w for t, w in query.weights.items() if t in query.asked}

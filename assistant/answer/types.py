@@ -99,6 +99,11 @@ class Answer:
         return text.strip()
 
     @property
+    def body_plain(self) -> str:
+        """The answer sentences without markers (for reading-grade measurement)."""
+        return " ".join(s.text for s in self.sentences)
+
+    @property
     def text(self) -> str:
         blocks = [b for b in (self.preamble, self.body, *self.notices) if b]
         return "\n\n".join(blocks)
