@@ -206,6 +206,20 @@ NUMBER_WORDS = {
 }
 
 
+_FRACTION_RE = re.compile(r"\b(\d+)\s+(?:of|out of)\s+(?:the\s+)?(\d+)\b")
+_PERCENT_RE = re.compile(r"\b(\d+(?:\.\d+)?)\s?(?:%|percent\b)")
+
+
+def proportion_terms(text: str) -> list[str]:
+    """ "7 of the 10" and "70%" both give the term "pct70", so a percentage finds its fraction."""
+    out = []
+    for a, b in _FRACTION_RE.findall(text):
+        if int(b) and int(a) <= int(b):
+            out.append(f"pct{round(100 * int(a) / int(b))}")
+    out += [f"pct{round(float(n))}" for n in _PERCENT_RE.findall(text)]
+    return out
+
+
 def terms(text: str, keep_stopwords: bool = False) -> list[str]:
     """Stemmed content words: the unit the lexical index and sentence scoring both use."""
     out = []
@@ -216,6 +230,8 @@ def terms(text: str, keep_stopwords: bool = False) -> list[str]:
         if len(word) < 2 and not word.isdigit():
             continue
         out.append(stem(word))
+    if not keep_stopwords:
+        out += proportion_terms(normalize(text))
     return out
 
 

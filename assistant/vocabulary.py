@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from assistant.text import STOPWORDS, normalize, terms, words
+from assistant.text import STOPWORDS, normalize, proportion_terms, terms, words
 
 EXPANSION_WEIGHT = 0.5
 
@@ -43,6 +43,7 @@ class Query:
     # Asked words that a synonym group translated ("sample size" -> enrollment): when the
     # corpus never uses them, their group's words stand in for them.
     bridged: set[str] = field(default_factory=set)
+    group_of: dict[str, int] = field(default_factory=dict)  # expansion term -> synonym group
     sequence: list[str] = field(default_factory=list)
 
     def expansion_terms(self) -> list[str]:
@@ -78,7 +79,7 @@ class Vocabulary:
 
     def query(self, text: str, context: str | None = None) -> Query:
         corrected = self.correct(text)
-        asked_seq = terms(corrected)
+        asked_seq = terms(corrected) + proportion_terms(normalize(text))
         query = Query(text=corrected)
         for term in asked_seq:
             query.weights[term] = 1.0
@@ -90,7 +91,7 @@ class Vocabulary:
                     query.asked.add(term)
         query.sequence = asked_seq
         full = terms(corrected + " " + (context or ""), keep_stopwords=True)
-        for group in self.groups:
+        for number, group in enumerate(self.groups):
             hits = [phrase for phrase in group if _contains(full, phrase)]
             for phrase in hits:
                 query.bridged.update(phrase)
@@ -99,6 +100,7 @@ class Vocabulary:
                     for term in phrase:
                         if term not in STOPWORDS and term not in query.weights:
                             query.weights[term] = EXPANSION_WEIGHT
+                            query.group_of[term] = number
         return query
 
     def field_scores(self, text: str) -> dict[str, float]:

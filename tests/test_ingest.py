@@ -99,7 +99,8 @@ def test_incremental_ingest_against_a_chroma_server(tmp_path: Path, corpus_copy:
     log = (tmp_path / "chroma.log").open("w")
     server = subprocess.Popen(
         [str(chroma), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(tmp_path / "chroma-server")],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         settings = make_settings(tmp_path / "data", corpus_copy, chroma_url=f"http://127.0.0.1:{port}")
@@ -136,7 +137,9 @@ def test_bad_input_is_skipped_and_indexed_documents_stay(tmp_path: Path, corpus_
     (corpus_copy / "copy.md").write_text(
         "---\nid: celltop-registry\ntitle: Copy\nkind: registry\naudience: both\n---\nA duplicate id.\n"
     )
-    (corpus_copy / "fine.txt").write_text("Clinic Hours\n\nThe clinic is open on weekdays for questions about trials.\n")
+    (corpus_copy / "fine.txt").write_text(
+        "Clinic Hours\n\nThe clinic is open on weekdays for questions about trials.\n"
+    )
     report = ingest(settings, real_embedder)
     reasons = {Path(s["path"]).name: s["reason"] for s in report.skipped}
     assert set(reasons) == {"patient-faq.md", "empty.md", "scan.pdf", "notes.docx", "copy.md"}
@@ -152,7 +155,10 @@ def test_bad_input_is_skipped_and_indexed_documents_stay(tmp_path: Path, corpus_
 def test_a_second_ingest_stops_with_a_clear_message(tmp_path: Path, real_embedder) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(tmp_path / "data")
     settings.index_dir.mkdir(parents=True)
-    with FileLock(str(settings.index_dir / ".ingest.lock")), pytest.raises(IngestBusy, match="another ingest is running"):
+    with (
+        FileLock(str(settings.index_dir / ".ingest.lock")),
+        pytest.raises(IngestBusy, match="another ingest is running"),
+    ):
         ingest(settings, real_embedder)
 
 
@@ -173,8 +179,13 @@ def test_sigkill_mid_ingest_leaves_a_working_index_that_the_next_ingest_repairs(
     _synthetic_corpus(corpus, 40)
     settings = make_settings(tmp_path / "data", corpus)
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(settings.data_dir), "ASSISTANT_CORPUS_DIR": str(corpus)}
-    proc = subprocess.Popen([sys.executable, "-m", "assistant", "ingest", "--json"], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assistant", "ingest", "--json"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     committed_docs = 0
     while time.time() < deadline and proc.poll() is None:
@@ -220,8 +231,14 @@ def test_a_tampered_model_fails_the_hash_check(tmp_path: Path) -> None:
 def test_cli_ingest_prints_json_summary_and_reports_bad_files(tmp_path: Path, corpus_copy: Path) -> None:
     (corpus_copy / "empty.md").write_text("")
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(tmp_path / "data"), "ASSISTANT_CORPUS_DIR": str(corpus_copy)}
-    done = subprocess.run([sys.executable, "-m", "assistant", "ingest", "--json"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant", "ingest", "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(summary) == {"documents", "chunks", "added", "updated", "removed", "unchanged", "skipped", "seconds"}
@@ -232,7 +249,8 @@ def test_cli_ingest_prints_json_summary_and_reports_bad_files(tmp_path: Path, co
 
 def test_unknown_setting_is_an_error(tmp_path: Path) -> None:
     env = {**os.environ, "ASSISTANT_CHROMA_ULR": "http://x", "ASSISTANT_DATA_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "assistant", "ingest"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant", "ingest"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert "unknown setting ASSISTANT_CHROMA_ULR" in done.stderr and "Traceback" not in done.stderr

@@ -125,11 +125,20 @@ class ExtractiveAnswerer:
     ) -> tuple[float, float]:
         norm = self.norm(query)
         matched = 0.0
+        by_group: dict[int, float] = {}  # a synonym group is one concept: count its best word once
         for term, weight in query.weights.items():
             if term in unit.terms:
-                matched += weight * self.corpus.idf(term)
+                value = weight * self.corpus.idf(term)
             elif term in unit.head_terms:
-                matched += 0.5 * weight * self.corpus.idf(term)
+                value = 0.5 * weight * self.corpus.idf(term)
+            else:
+                continue
+            group = query.group_of.get(term)
+            if group is None:
+                matched += value
+            else:
+                by_group[group] = max(by_group.get(group, 0.0), value)
+        matched += sum(by_group.values())
         coverage = min(matched / norm, 1.5)
         score = coverage + 0.25 * max(unit.evidence.dense or 0.0, 0.0)
         doc = unit.evidence.doc

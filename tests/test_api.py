@@ -1,0 +1,282 @@
+"""The HTTP API on a real uvicorn server on 127.0.0.1, and the browser UI in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ARTIFACTS, ROOT, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def start_server(settings, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:  # type: ignore[no-untyped-def,type-arg]
+    port = free_port()
+    env = {
+        **os.environ,
+        "ASSISTANT_DATA_DIR": str(settings.data_dir),
+        "ASSISTANT_CORPUS_DIR": str(settings.corpus_dir),
+        **(extra_env or {}),
+    }
+    log = open(settings.data_dir / f"server-{port}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(base + "/api/health", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("server did not become healthy: " + (settings.data_dir / f"server-{port}.log").read_text())
+
+
+def stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(built_index) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    proc, base = start_server(built_index)
+    yield base
+    stop(proc)
+
+
+def test_health_and_schema(server: str) -> None:
+    health = httpx.get(server + "/api/health").json()
+    assert health == {"status": "ok", "documents": 8, "chunks": health["chunks"]} and health["chunks"] > 20
+    schema = httpx.get(server + "/openapi.json").json()
+    assert "/api/ask" in schema["paths"] and "AskRequest" in json.dumps(schema)
+
+
+def test_ask_returns_cited_answer(server: str) -> None:
+    body = httpx.post(server + "/api/ask", json={"question": "What side effects were seen?"}, timeout=30).json()
+    assert "[1]" in body["answer"] and body["refused"] is False and body["safety"] is None
+    first = body["citations"][0]
+    assert set(first) >= {"id", "doc_id", "title", "kind", "source", "url", "section", "page", "quote"}
+    assert first["id"] == 1 and "headache" in " ".join(c["quote"] for c in body["citations"])
+    assert body["timings_ms"]["total"] > 0
+
+
+def test_follow_up_and_clinician(server: str) -> None:
+    body = httpx.post(
+        server + "/api/ask",
+        json={
+            "question": "were those serious?",
+            "audience": "clinician",
+            "history": [
+                {"role": "user", "content": "What side effects did patients have?"},
+                {"role": "assistant", "content": "Headache and musculoskeletal pain."},
+            ],
+        },
+        timeout=30,
+    ).json()
+    assert "serious" in body["answer"].lower() and body["citations"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "fragment"),
+    [
+        ({"json": {"question": ""}}, 422, "question"),
+        ({"json": {"question": "   \t "}}, 422, "question"),
+        ({"json": {"question": "x" * 2001}}, 422, "question"),
+        ({"json": {"question": "hi", "audience": "doctor"}}, 422, "audience"),
+        ({"json": {"question": "hi", "history": [{"role": "system", "content": "x"}]}}, 422, "role"),
+        ({"json": {"question": "hi", "history": [{"role": "user", "content": "x"}] * 21}}, 422, "history"),
+        ({"json": {"question": 5}}, 422, "question"),
+        ({"json": ["not", "an", "object"]}, 422, "body"),
+        ({"json": {"question": "hi", "extra": 1}}, 422, "extra"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "invalid"),
+        ({"content": b"question=hi", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415, "JSON"),
+        ({"content": b"", "headers": {"content-type": "application/json"}}, 422, "invalid"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(server: str, kwargs: dict, status: int, fragment: str) -> None:  # type: ignore[type-arg]
+    response = httpx.post(server + "/api/ask", timeout=30, **kwargs)
+    assert response.status_code == status
+    text = response.text
+    assert fragment.lower() in text.lower() and "Traceback" not in text and 'File "' not in text
+    assert response.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "<script>alert(1)</script> side effects?",
+        "side\x00 effects\x07?",
+        "lone \ud800 surrogate side effects",
+        "副作用は何でしたか?",
+        "¿Cuáles fueron los efectos secundarios?",
+        "\u202e\u200bside effects",
+    ],
+)
+def test_odd_text_is_handled_as_text(server: str, question: str) -> None:
+    payload = json.dumps({"question": question}, ensure_ascii=True).encode()
+    response = httpx.post(
+        server + "/api/ask", content=payload, headers={"content-type": "application/json"}, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    assert isinstance(response.json()["answer"], str)
+
+
+def test_frame_ancestors_default_is_same_origin(server: str) -> None:
+    headers = httpx.get(server + "/widget/").headers
+    assert headers["content-security-policy"] == "frame-ancestors 'self'"
+    assert headers["x-frame-options"] == "SAMEORIGIN"
+
+
+def test_health_is_503_before_the_index_is_loaded(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from assistant.api import PipelineHolder, create_app
+    from tests.conftest import make_settings
+
+    holder = PipelineHolder(make_settings(tmp_path))
+    app = create_app(holder.settings, holder, with_ui=False)
+    holder.start = lambda: None  # type: ignore[method-assign]
+    with TestClient(app) as client:
+        assert client.get("/api/health").status_code == 503
+        assert client.post("/api/ask", json={"question": "hi"}).status_code == 503
+
+
+# --- the browser -------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed (make test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def ask_in_page(page, question: str) -> None:  # type: ignore[no-untyped-def]
+    box = page.get_by_label("Your question")
+    box.fill(question)
+    box.press("Enter")
+
+
+def last_bot(page):  # type: ignore[no-untyped-def]
+    return page.locator("#chat .message.bot, #chat [data-testid='bot']").last
+
+
+def test_chat_in_the_browser(server: str, browser, built_index) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server + "/", wait_until="load")
+    page.get_by_label("Your question").wait_for(timeout=30000)
+    assert page.get_by_text("not medical advice").first.is_visible()
+
+    ask_in_page(page, "What side effects were seen?")
+    page.locator("#sources .source").first.wait_for(timeout=30000)
+    page.wait_for_function("document.querySelector('#chat').innerText.includes('[1]')", timeout=30000)
+    assert "headache" in page.locator("#sources").inner_text().lower()
+    assert page.locator("#sources .badge").first.inner_text() in ("Trial paper summary", "Patient FAQ", "Glossary")
+    page.screenshot(path=str(ARTIFACTS / "chat-answer.png"), full_page=True)
+
+    # Thumbs up is stored, without IP or user agent.
+    page.locator("#chat button[aria-label='Like']").last.click()
+    store = built_index.data_dir / "feedback.jsonl"
+    deadline = time.time() + 10
+    while time.time() < deadline and not store.exists():
+        time.sleep(0.2)
+    record = json.loads(store.read_text().splitlines()[-1])
+    assert record["vote"] == "up" and record["question"] == "What side effects were seen?"
+    assert record["citations"] and "ip" not in record and "user_agent" not in record
+
+    # Clinician follow-up that needs the history.
+    page.get_by_label("Clinician").check()
+    ask_in_page(page, "were those serious?")
+    page.wait_for_function(
+        "document.querySelector('#chat').innerText.toLowerCase().includes('serious adverse events')", timeout=30000
+    )
+    page.screenshot(path=str(ARTIFACTS / "chat-follow-up.png"), full_page=True)
+
+    # HTML in a question is shown as text and runs nothing.
+    alerts: list[str] = []
+    page.on("dialog", lambda d: (alerts.append(d.message), d.dismiss()))
+    ask_in_page(page, "<img src=x onerror=alert(1)>")
+    page.wait_for_function(
+        "document.querySelector('#chat').innerText.includes('<img src=x onerror=alert(1)>')", timeout=30000
+    )
+    page.wait_for_timeout(1000)
+    assert alerts == []
+    assert page.locator("#chat img[src='x']").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "chat-xss.png"), full_page=True)
+
+    # Emergency stands out.
+    ask_in_page(page, "I just fell and suddenly can't feel my legs")
+    page.locator("#alert .alert-emergency").wait_for(timeout=30000)
+    assert "911" in page.locator("#alert").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "chat-emergency.png"), full_page=True)
+    page.close()
+
+
+def test_widget_embedded_from_another_origin(built_index, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import http.server
+    import threading
+
+    embed_port = free_port()
+    origin = f"http://127.0.0.1:{embed_port}"
+    proc, base = start_server(built_index, {"ASSISTANT_FRAME_ANCESTORS": json.dumps([origin])})
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "embed.html").write_text((ROOT / "examples/embed.html").read_text().replace("http://127.0.0.1:7860", base))
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(site), **k)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", embed_port), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        assert origin in httpx.get(base + "/widget/").headers["content-security-policy"]
+        page = browser.new_page(viewport={"width": 1000, "height": 800})
+        page.goto(origin + "/embed.html", wait_until="load")
+        frame = page.frame_locator("iframe#celltop-assistant")
+        box = frame.get_by_label("Your question")
+        box.wait_for(timeout=30000)
+        box.fill("What side effects were seen?")
+        box.press("Enter")
+        frame.get_by_text("Sources").first.wait_for(timeout=30000)
+        text = frame.locator("#chat").inner_text()
+        assert "[1]" in text and "headache" in text.lower()
+        page.screenshot(path=str(ARTIFACTS / "widget-embedded.png"), full_page=True)
+        page.close()
+    finally:
+        httpd.shutdown()
+        stop(proc)
