@@ -1,0 +1,134 @@
+"""`assistant bench ingest|ask`: speed and memory figures, measured in one run (not tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from assistant.settings import Settings
+
+
+def bench_ingest(settings: Settings, n_chunks: int) -> dict[str, float]:
+    from assistant.embeddings import make_embedder
+    from assistant.ingest import db_path, ingest
+    from assistant.store import ChunkDB
+
+    embedder = make_embedder(settings)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        corpus = Path(tmp) / "corpus"
+        corpus.mkdir()
+        per_doc = 50
+        sentence = "Participant {i}.{j} reported changes in sensation, strength and daily function at visit {j}. "
+        # ~10 sentences of ~20 tokens make one chunk of ~200 tokens.
+        for d in range((n_chunks + per_doc - 1) // per_doc):
+            paragraphs = []
+            for c in range(min(per_doc, n_chunks - d * per_doc)):
+                paragraphs.append(f"## Section {c}\n\n" + "".join(sentence.format(i=d, j=c * 10 + k) for k in range(9)))
+            (corpus / f"doc-{d:04d}.md").write_text(
+                f"---\nid: doc-{d:04d}\ntitle: Synthetic {d}\nkind: document\naudience: both\n---\n# Synthetic {d}\n\n"
+                + "\n\n".join(paragraphs)
+                + "\n"
+            )
+        bench_settings = settings.model_copy(
+            update={"data_dir": Path(tmp) / "data", "corpus_dir": corpus, "chroma_url": None}
+        )
+        report = ingest(bench_settings, embedder, progress=False)
+        db = ChunkDB(db_path(bench_settings))
+        texts = [c.embed_text for c in db.chunks()]
+        db.close()
+        started = time.perf_counter()
+        embedder.embed(texts)
+        raw_seconds = time.perf_counter() - started
+    ingest_rate = report.embedded_chunks / report.seconds
+    raw_rate = len(texts) / raw_seconds
+    return {
+        "chunks": report.chunks,
+        "ingest_seconds": round(report.seconds, 2),
+        "ingest_chunks_per_s": round(ingest_rate, 2),
+        "raw_encode_chunks_per_s": round(raw_rate, 2),
+        "ratio": round(ingest_rate / raw_rate, 3),
+        "mean_tokens_per_chunk": round(sum(embedder.count_tokens(t) for t in texts) / len(texts), 1),
+    }
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_ask(settings: Settings) -> dict[str, float]:
+    import httpx
+
+    from assistant.api import ensure_index
+    from assistant.evaluate import DEFAULT_SET, load_cases
+
+    ensure_index(settings)
+    cases = load_cases(DEFAULT_SET)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assistant", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+    try:
+        while True:
+            try:
+                if httpx.get(base + "/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.perf_counter() - started > 120:
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        cold = time.perf_counter() - started
+        with httpx.Client(timeout=30) as client:
+
+            def ask(case) -> float:  # type: ignore[no-untyped-def]
+                t = time.perf_counter()
+                client.post(
+                    base + "/api/ask",
+                    json={"question": case.question, "audience": case.audience, "history": case.history},
+                ).raise_for_status()
+                return (time.perf_counter() - t) * 1000
+
+            for case in cases:  # warm-up pass
+                ask(case)
+            times = sorted(ask(case) for _ in range(3) for case in cases)
+        rss = _rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    return {
+        "requests": len(times),
+        "p50_ms": round(statistics.median(times), 1),
+        "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
+        "max_ms": round(times[-1], 1),
+        "cold_start_s": round(cold, 2),
+        "rss_mb": round(rss, 1),
+    }
+
+
+def main(settings: Settings, what: str, n_chunks: int, as_json: bool) -> int:
+    result = bench_ingest(settings, n_chunks) if what == "ingest" else bench_ask(settings)
+    result = {"bench": what, "cpus": os.cpu_count(), **result}
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:<26} {value}")
+    return 0
