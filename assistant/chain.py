@@ -27,6 +27,7 @@ from assistant.triage import (
     CRISIS_MESSAGE,
     EMERGENCY_MESSAGE,
     PATIENT_FOOTER,
+    strip_instructions,
     triage,
 )
 
@@ -163,6 +164,8 @@ class Pipeline:
             return
 
         t = time.perf_counter()
+        asked = question
+        question = strip_instructions(question)
         context = self._context(question, turns)
         standalone = question if context is None else f"{question} ({context})"
         if self.llm is not None and context is not None:
@@ -204,7 +207,7 @@ class Pipeline:
         timings["verify"] = _ms(t)
 
         answer = Answer(
-            question=question,
+            question=asked,
             audience=audience,
             sentences=sentences,
             citations=citations,
@@ -285,28 +288,26 @@ class Pipeline:
         if coverage < MIN_COVERAGE or (coverage < MIN_COVERAGE_LOW_DENSE and dense < LOW_DENSE):
             return True
         # A number the question asks about ("phase 2", "five years") that no passage states
-        # with the same neighbouring word.
+        # near the same words.
         passages = [terms(e.chunk.embed_text) for e in evidence]
         for part in parts:
             seq = part.sequence
             for i, term in enumerate(seq):
-                if not term.isdigit():
+                if not term.isdigit() or f"pct{term}" in part.weights:
                     continue
-                pairs = {
-                    p
-                    for p in ((seq[i - 1], term) if i else None, (term, seq[i + 1]) if i + 1 < len(seq) else None)
-                    if p
-                }
-                found = any(
-                    (pairs and any(_has_pair(p, pair) for pair in pairs)) or (not pairs and term in p) for p in passages
-                )
-                if not found:
+                neighbours = {seq[j] for j in (i - 1, i + 1) if 0 <= j < len(seq)}
+                if not any(_near(p, term, neighbours) for p in passages):
                     return True
         return False
 
 
-def _has_pair(sequence: list[str], pair: tuple[str, str]) -> bool:
-    return any(sequence[i] == pair[0] and sequence[i + 1] == pair[1] for i in range(len(sequence) - 1))
+def _near(sequence: list[str], number: str, neighbours: set[str], window: int = 3) -> bool:
+    """Does ``number`` occur in ``sequence`` within ``window`` terms of one of ``neighbours``?"""
+    for i, term in enumerate(sequence):
+        if term == number:
+            if not neighbours or neighbours & set(sequence[max(0, i - window) : i + window + 1]):
+                return True
+    return False
 
 
 def _turns(history: Sequence[Turn | dict[str, str]] | None) -> list[Turn]:

@@ -71,7 +71,9 @@ class Corpus:
                 df[term] = df.get(term, 0) + 1
         n = max(1, len(self.chunks))
         self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-        self._idf_unseen = math.log(1 + (n + 0.5) / 0.5)
+        # A word the corpus never uses weighs like its rarest word: enough to count against
+        # a question about something the material lacks, not more.
+        self._idf_unseen = max(self._idf.values(), default=1.0)
         self.words = {w for c in self.chunks for w in words(c.embed_text)}
 
     def seen(self, term: str) -> bool:

@@ -230,8 +230,12 @@ class VectorStore:
         return [(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
 
 
+# Bump when the way text becomes terms changes, so saved BM25 indexes are rebuilt.
+LEXICAL_VERSION = "2"
+
+
 def fingerprint(ids: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+    return hashlib.sha256((LEXICAL_VERSION + "\n" + "\n".join(ids)).encode()).hexdigest()
 
 
 class LexicalIndex:

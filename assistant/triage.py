@@ -34,7 +34,7 @@ def _patterns() -> dict[str, list[re.Pattern[str]]]:
     data = yaml.safe_load(text)
     return {
         key: [re.compile(p, re.IGNORECASE) for p in data.get(key, [])]
-        for key in ("emergency", "crisis", "medical_advice")
+        for key in ("emergency", "crisis", "medical_advice", "instructions")
     }
 
 
@@ -46,3 +46,12 @@ def triage(question: str) -> Safety | None:
         if any(p.search(text) for p in patterns[key]):
             return key  # type: ignore[return-value]
     return None
+
+
+def strip_instructions(question: str) -> str:
+    """The question without instructions aimed at the assistant ("forget your rules and ...")."""
+    text = question
+    for pattern in _patterns()["instructions"]:
+        text = pattern.sub(" ", text)
+    text = " ".join(text.split())
+    return text if len(text.split()) >= 2 else question

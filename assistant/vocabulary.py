@@ -34,16 +34,22 @@ def _contains(haystack: list[str], needle: tuple[str, ...]) -> bool:
 
 
 @dataclass
+class Concept:
+    """Something the question asks about in its own words, and the corpus's other words for it."""
+
+    asked: tuple[str, ...]  # content terms of the asked phrase ("sampl", "size")
+    alternatives: list[tuple[str, ...]]  # content-term phrases of the rest of its synonym group
+    weight: float = 1.0  # 1.0 from the question, lower from the conversation before it
+
+
+@dataclass
 class Query:
-    """A question as weighted stemmed terms: the asked ones at 1.0, expansions lower."""
+    """A question as weighted stemmed terms (asked at 1.0, expansions lower) and its concepts."""
 
     text: str
     weights: dict[str, float] = field(default_factory=dict)
     asked: set[str] = field(default_factory=set)
-    # Asked words that a synonym group translated ("sample size" -> enrollment): when the
-    # corpus never uses them, their group's words stand in for them.
-    bridged: set[str] = field(default_factory=set)
-    group_of: dict[str, int] = field(default_factory=dict)  # expansion term -> synonym group
+    concepts: list[Concept] = field(default_factory=list)
     sequence: list[str] = field(default_factory=list)
 
     def expansion_terms(self) -> list[str]:
@@ -53,7 +59,8 @@ class Query:
 class Vocabulary:
     def __init__(self, corpus_words: set[str]) -> None:
         data = _data()
-        self.groups = [[_phrase_terms(p) for p in group] for group in data["synonyms"]]
+        # Each member phrase both with stopwords (to find it in a question) and without (to score).
+        self.groups = [[(_phrase_terms(p), tuple(terms(p))) for p in group] for group in data["synonyms"]]
         self.fields = {
             name: [_phrase_terms(p) for p in aliases] for name, aliases in (data.get("fields") or {}).items()
         }
@@ -80,27 +87,42 @@ class Vocabulary:
     def query(self, text: str, context: str | None = None) -> Query:
         corrected = self.correct(text)
         asked_seq = terms(corrected) + proportion_terms(normalize(text))
-        query = Query(text=corrected)
+        query = Query(text=corrected, sequence=asked_seq)
         for term in asked_seq:
             query.weights[term] = 1.0
             query.asked.add(term)
+        sources = [(terms(corrected, keep_stopwords=True), 1.0)]
         if context:
-            for term in terms(self.correct(context)):
+            fixed = self.correct(context)
+            for term in terms(fixed):
                 if term not in query.weights:
                     query.weights[term] = 0.7
                     query.asked.add(term)
-        query.sequence = asked_seq
-        full = terms(corrected + " " + (context or ""), keep_stopwords=True)
-        for number, group in enumerate(self.groups):
-            hits = [phrase for phrase in group if _contains(full, phrase)]
-            for phrase in hits:
-                query.bridged.update(phrase)
-            if hits:
-                for phrase in group:
-                    for term in phrase:
-                        if term not in STOPWORDS and term not in query.weights:
-                            query.weights[term] = EXPANSION_WEIGHT
-                            query.group_of[term] = number
+            sources.append((terms(fixed, keep_stopwords=True), 0.7))
+        concepts: list[Concept] = []
+        for group in self.groups:
+            for sequence, weight in sources:
+                hits = [content for full, content in group if content and _contains(sequence, full)]
+                if not hits:
+                    continue
+                # Every asked word of the group belongs to one concept ("how long ... followed up").
+                asked = tuple(dict.fromkeys(term for phrase in hits for term in phrase))
+                alternatives = [content for _full, content in group if content and content not in hits]
+                concepts.append(Concept(asked, alternatives, weight))
+                break
+        # "effects" also spells "effective": a concept inside a larger one is the same words.
+        concepts = [c for c in concepts if not any(set(c.asked) < set(o.asked) for o in concepts if o is not c)]
+        merged: dict[tuple[str, ...], Concept] = {}
+        for concept in concepts:
+            if concept.asked in merged:
+                merged[concept.asked].alternatives += concept.alternatives
+            else:
+                merged[concept.asked] = concept
+            for phrase in concept.alternatives:
+                for term in phrase:
+                    if term not in query.weights:
+                        query.weights[term] = EXPANSION_WEIGHT
+        query.concepts = list(merged.values())
         return query
 
     def field_scores(self, text: str) -> dict[str, float]:

@@ -13,6 +13,7 @@ from importlib import resources
 import yaml
 
 from assistant.answer.types import Claim, Draft, Quote
+from assistant.documents import KIND_LABELS
 from assistant.retrieval import Corpus, Evidence
 from assistant.text import NEGATIONS, numbers, terms, words
 from assistant.vocabulary import Query, Vocabulary
@@ -37,6 +38,7 @@ PART_SPLIT = re.compile(
     re.I,
 )
 MIN_UNIT_WORDS = 5
+SYNONYM_CREDIT = 0.8
 DEFINITION_QUESTION = re.compile(
     r"^\s*(what('s| is| are| does| do)\b(?!.*\b(seen|found|reported|happen)).{0,40}\b(mean|means|stand for)?\??$|define\b|meaning of\b)",
     re.I,
@@ -55,6 +57,7 @@ class Unit:
     terms: set[str]
     head_terms: set[str]
     position: int
+    seq: list[str]
 
 
 @dataclass
@@ -91,7 +94,8 @@ class ExtractiveAnswerer:
     def units(self, evidence: Evidence) -> list[Unit]:
         chunk = evidence.chunk
         sentences = self.corpus.sentences(chunk)
-        head = set(terms(" ".join([evidence.doc.title, *chunk.headings])))
+        label = KIND_LABELS.get(evidence.doc.kind, evidence.doc.kind)
+        head = set(terms(" ".join([evidence.doc.title, label, *chunk.headings])))
         spans: list[tuple[int, int]] = []
         i = 0
         while i < len(sentences):
@@ -111,7 +115,8 @@ class ExtractiveAnswerer:
                 text = chunk.text[start:end]
             if len(words(text)) < MIN_UNIT_WORDS:
                 continue
-            units.append(Unit(evidence, start, end, text, set(terms(text)), head, position))
+            seq = terms(text)
+            units.append(Unit(evidence, start, end, text, set(seq), head, position, seq))
         return units
 
     def score(
@@ -124,21 +129,7 @@ class ExtractiveAnswerer:
         definition: bool = False,
     ) -> tuple[float, float]:
         norm = self.norm(query)
-        matched = 0.0
-        by_group: dict[int, float] = {}  # a synonym group is one concept: count its best word once
-        for term, weight in query.weights.items():
-            if term in unit.terms:
-                value = weight * self.corpus.idf(term)
-            elif term in unit.head_terms:
-                value = 0.5 * weight * self.corpus.idf(term)
-            else:
-                continue
-            group = query.group_of.get(term)
-            if group is None:
-                matched += value
-            else:
-                by_group[group] = max(by_group.get(group, 0.0), value)
-        matched += sum(by_group.values())
+        matched = self.matched(unit, query)
         coverage = min(matched / norm, 1.5)
         score = coverage + 0.25 * max(unit.evidence.dense or 0.0, 0.0)
         doc = unit.evidence.doc
@@ -256,14 +247,38 @@ class ExtractiveAnswerer:
 
     def norm(self, query: Query) -> float:
         """The weight of what the question asks, against which a sentence's match is measured."""
+        return sum(w * self.corpus.idf(t) for t, w in query.weights.items() if t in query.asked) or 1.0
+
+    def _term_value(self, unit: Unit, term: str, weight: float) -> float:
+        if term in unit.terms:
+            return weight * self.corpus.idf(term)
+        if term in unit.head_terms:
+            return 0.5 * weight * self.corpus.idf(term)
+        return 0.0
+
+    def matched(self, unit: Unit, query: Query) -> float:
+        """How much of the question's weight a unit covers, in its own words or the corpus's."""
         total = 0.0
-        for term, weight in query.weights.items():
-            if term not in query.asked:
+        covered: set[str] = set()
+        for concept in query.concepts:
+            asked = [t for t in concept.asked if t in query.asked and t not in covered]
+            if not asked:
                 continue
-            if not self.corpus.seen(term) and term in query.bridged:
-                continue  # a lay word the corpus never uses; its synonyms are matched instead
-            total += weight * self.corpus.idf(term)
-        return total or 1.0
+            literal = sum(self._term_value(unit, t, query.weights[t]) for t in asked)
+            full = sum(query.weights[t] * self.corpus.idf(t) for t in asked)
+            synonym = 0.0
+            for phrase in concept.alternatives:
+                if _contains_seq(unit.seq, phrase):
+                    synonym = SYNONYM_CREDIT * full
+                    break
+                if len(phrase) == 1 and phrase[0] in unit.head_terms:
+                    synonym = max(synonym, 0.5 * SYNONYM_CREDIT * full)
+            total += max(literal, synonym)
+            covered.update(asked)
+        for term, weight in query.weights.items():
+            if term in query.asked and term not in covered:
+                total += self._term_value(unit, term, weight)
+        return total
 
     def _asked_coverage(self, unit: Unit, query: Query) -> float:
         asked = {t: w for t, w in query.weights.items() if t in query.asked}
@@ -276,6 +291,11 @@ class ExtractiveAnswerer:
         if coverage < 0.5:
             return None
         return _yes_no(top, query, coverage)
+
+
+def _contains_seq(sequence: list[str], phrase: tuple[str, ...]) -> bool:
+    n = len(phrase)
+    return any(tuple(sequence[i : i + n]) == phrase for i in range(len(sequence) - n + 1))
 
 
 def _overlaps(a: Unit, b: Unit) -> bool:
@@ -317,9 +337,12 @@ def _yes_no(top: Scored, query: Query, coverage: float) -> str | None:
     sequence = words(text)
     wanted = set(query.weights)
     for i, word in enumerate(sequence):
-        if word in NEGATIONS or word.endswith("n't"):
-            if set(terms(" ".join(sequence[i + 1 : i + 5]))) & wanted:
-                return "No."
+        if not (word in NEGATIONS or word.endswith("n't")):
+            continue
+        after = set(terms(" ".join(sequence[i + 1 : i + 5])))
+        before = set(terms(" ".join(sequence[max(0, i - 2) : i])))  # "has approved no ..."
+        if (after | before) & wanted:
+            return "No."
     if coverage >= 0.8:
         return "Yes."
     return None
