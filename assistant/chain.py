@@ -37,8 +37,6 @@ MAX_HISTORY_TURNS = 20
 # Below this share of the question's weight covered by the best sentence, the material
 # does not answer it (calibrated on tests/questions.yaml with `assistant eval`).
 MIN_COVERAGE = 0.45
-MIN_COVERAGE_LOW_DENSE = 0.6
-LOW_DENSE = 0.35
 DEPENDENT = re.compile(
     r"^\s*(and|but|also|so|then|what about|how about|what if)\b|\b(it|its|that|this|they|them|those|these|he|him|his|she|her|there)\b",
     re.I,
@@ -225,6 +223,8 @@ class Pipeline:
             )
         if safety == "medical_advice":
             answer.preamble = ADVICE_MESSAGE + ("\n\n" + answer.preamble if answer.preamble else "")
+        if sentences:
+            answer.notices.extend(draft.notes)
         if audience == "patient":
             answer.notices.append(PATIENT_FOOTER)
         timings["total"] = _ms(started)
@@ -269,6 +269,20 @@ class Pipeline:
         if len(parts) > 1:
             for part in parts:
                 extra += self.retriever.retrieve(part, max(2, k // 2), kinds, audiences, mode)
+        fields = self.retriever.vocabulary.field_scores(standalone)
+        if fields:
+            # A question about a registry-style field is answered from the sentence stating it.
+            top = max(fields.values())
+            by_id = {e.chunk.id: e for e in evidence}
+            for name in (n for n, s in fields.items() if s == top):
+                for chunk in self.corpus.field_chunks(name):
+                    doc = self.corpus.docs[chunk.doc_id]
+                    if (
+                        chunk.id not in by_id
+                        and (not kinds or doc.kind in kinds)
+                        and (not audiences or doc.audience in audiences)
+                    ):
+                        extra.append(Evidence(chunk=chunk, doc=doc, score=0.0, dense=None, lexical=0.0))
         caveat_kind, caveat_words = caveats()
         if caveat_words & set(words(standalone)) and (not kinds or caveat_kind in kinds):
             # "Does it work?" is answered with what the study cannot show, so fetch that too.
@@ -284,12 +298,11 @@ class Pipeline:
         if not evidence:
             return True
         coverage = self.extractive.best_coverage(parts, evidence)
-        dense = max((e.dense or 0.0) for e in evidence)
-        if coverage < MIN_COVERAGE or (coverage < MIN_COVERAGE_LOW_DENSE and dense < LOW_DENSE):
+        if coverage < MIN_COVERAGE:
             return True
-        # A number the question asks about ("phase 2", "five years") that no passage states
-        # near the same words.
-        passages = [terms(e.chunk.embed_text) for e in evidence]
+        # A number the question asks about ("phase 2", "five years") that the material nowhere
+        # states near the same words.
+        passages = self.corpus.term_sequences
         for part in parts:
             seq = part.sequence
             for i, term in enumerate(seq):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -71,16 +72,41 @@ class Corpus:
                 df[term] = df.get(term, 0) + 1
         n = max(1, len(self.chunks))
         self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-        # A word the corpus never uses weighs like its rarest word: enough to count against
-        # a question about something the material lacks, not more.
-        self._idf_unseen = max(self._idf.values(), default=1.0)
+        # A word the corpus never uses weighs a little more than its rarest word: the material
+        # not using it at all is evidence that it does not cover what the word asks about.
+        self._idf_unseen = max(self._idf.values(), default=1.0) + 1.0
         self.words = {w for c in self.chunks for w in words(c.embed_text)}
+
+    @cached_property
+    def term_sequences(self) -> list[list[str]]:
+        """Each chunk's terms in order (for checks over the whole material)."""
+        return [terms(c.embed_text) for c in self.chunks]
 
     def seen(self, term: str) -> bool:
         return term in self._idf
 
     def idf(self, term: str) -> float:
         return self._idf.get(term, self._idf_unseen)
+
+    def field_chunks(self, name: str) -> list[StoredChunk]:
+        """Chunks whose text states a document's registry-style field ``name``."""
+        from assistant.text import numbers
+
+        out = []
+        for doc in self.docs.values():
+            value = doc.fields.get(name)
+            if not value:
+                continue
+            wanted, figures = set(terms(value)), set(numbers(value))
+            for chunk in self.chunks:
+                if chunk.doc_id != doc.id:
+                    continue
+                for sentence in self.sentences(chunk):
+                    have = set(terms(sentence.text))
+                    if figures <= set(numbers(sentence.text)) and wanted and len(wanted & have) / len(wanted) >= 0.5:
+                        out.append(chunk)
+                        break
+        return out
 
     def sentences(self, chunk: StoredChunk) -> list[Sentence]:
         """Sentences of a chunk, offsets relative to the chunk text (cached)."""

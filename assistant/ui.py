@@ -44,6 +44,7 @@ FIELD_LABELS = {
     "dose": "Dose",
     "route": "Route",
     "schedule": "Schedule",
+    "timing": "Timing",
     "primary_outcome": "Primary outcome",
     "secondary_outcomes": "Secondary outcomes",
     "follow_up": "Follow-up",

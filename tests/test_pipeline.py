@@ -30,11 +30,10 @@ def test_citations_are_verbatim_and_numbers_grounded(report) -> None:  # type: i
 
 
 def test_quality_does_not_regress(report) -> None:  # type: ignore[no-untyped-def]
-    # Floors at the figures measured when this test was written (see the issue notes);
-    # the targets are higher and tracked by `assistant eval`.
-    assert report["pass_rate"] >= 0.80
+    # The targets of the answers issue; `assistant eval` prints the figures.
+    assert report["pass_rate"] >= 0.95
     assert report["retrieval"]["hybrid"]["recall@5"] >= 0.95
-    assert report["refusal"]["recall"] >= 0.85
+    assert report["refusal"]["recall"] >= 0.9 and report["refusal"]["precision"] >= 0.9
     assert report["patient_reading_grade"] <= 8.0
 
 
@@ -85,8 +84,12 @@ def test_instructions_inside_a_question_change_nothing(pipeline) -> None:  # typ
 def test_news_overstatement_is_answered_from_the_paper(pipeline) -> None:  # type: ignore[no-untyped-def]
     answer = pipeline.ask("Did 70% of participants improve in motor and sensory function?", audience="clinician")
     kinds = [c.kind for c in answer.citations]
-    assert kinds and kinds[0] == "paper-summary"
-    assert "news" not in kinds
+    assert kinds and kinds[0] == "paper-summary" and "news" not in kinds
+    assert "7 of the 10" in answer.text and answer.lead is None
+    assert "follows the trial paper summary" in answer.text
+    asked_about_news = pipeline.ask("The news article says 70% improved. Is that right?", audience="clinician")
+    kinds = [c.kind for c in asked_about_news.citations]
+    assert kinds[:2] == ["paper-summary", "news"] and "7 of the 10" in asked_about_news.text
 
 
 def test_follow_up_uses_the_history(pipeline) -> None:  # type: ignore[no-untyped-def]

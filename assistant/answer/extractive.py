@@ -39,6 +39,11 @@ PART_SPLIT = re.compile(
 )
 MIN_UNIT_WORDS = 5
 SYNONYM_CREDIT = 0.8
+PERSONAL_KINDS = ("faq", "limitations")
+NEWS_NOTE = "A news article about this study words this point differently; this answer follows the trial paper summary."
+QUANTITY_QUESTION = re.compile(
+    r"\b(how (many|much|long|often|fast|soon)|what (number|percentage|proportion|share|dose|amount)|number of)\b", re.I
+)
 DEFINITION_QUESTION = re.compile(
     r"^\s*(what('s| is| are| does| do)\b(?!.*\b(seen|found|reported|happen)).{0,40}\b(mean|means|stand for)?\??$|define\b|meaning of\b)",
     re.I,
@@ -94,8 +99,9 @@ class ExtractiveAnswerer:
     def units(self, evidence: Evidence) -> list[Unit]:
         chunk = evidence.chunk
         sentences = self.corpus.sentences(chunk)
-        label = KIND_LABELS.get(evidence.doc.kind, evidence.doc.kind)
-        head = set(terms(" ".join([evidence.doc.title, label, *chunk.headings])))
+        head = set(terms(" ".join([evidence.doc.title, *chunk.headings])))
+        # "What did the news article say?" names the kind of source: every sentence of it matches.
+        kind_terms = set(terms(KIND_LABELS.get(evidence.doc.kind, evidence.doc.kind)))
         spans: list[tuple[int, int]] = []
         i = 0
         while i < len(sentences):
@@ -116,7 +122,7 @@ class ExtractiveAnswerer:
             if len(words(text)) < MIN_UNIT_WORDS:
                 continue
             seq = terms(text)
-            units.append(Unit(evidence, start, end, text, set(seq), head, position, seq))
+            units.append(Unit(evidence, start, end, text, set(seq) | kind_terms, head, position, seq))
         return units
 
     def score(
@@ -127,6 +133,7 @@ class ExtractiveAnswerer:
         fields: dict[str, float],
         news_asked: bool,
         definition: bool = False,
+        quantity: bool = False,
     ) -> tuple[float, float]:
         norm = self.norm(query)
         matched = self.matched(unit, query)
@@ -154,6 +161,8 @@ class ExtractiveAnswerer:
             value = doc.fields.get(name)
             if value and _states(unit.text, value):
                 score += 0.15 * strength
+        if quantity and _figures(unit):
+            score += 0.2  # "how many ...?" is answered by a sentence with the number
         return score, coverage
 
     def answer(
@@ -169,28 +178,40 @@ class ExtractiveAnswerer:
             return Draft(claims=[], refused=True)
         news_asked = bool({"news", "articl", "press", "media", "headlin"} & set(terms(question)))
         definition = bool(DEFINITION_QUESTION.search(question))
+        quantity = bool(QUANTITY_QUESTION.search(question))
         scored: list[Scored] = []
         for index, query in enumerate(parts):
             fields = self.vocabulary.field_scores(query.text)
             for unit in units:
-                score, coverage = self.score(unit, query, audience, fields, news_asked, definition)
+                score, coverage = self.score(unit, query, audience, fields, news_asked, definition, quantity)
                 scored.append(Scored(unit, score, coverage, index))
+        if personal:
+            # A personal decision: lead with the material written for patients' own choices.
+            for s in scored:
+                if s.unit.evidence.doc.kind in PERSONAL_KINDS:
+                    s.score *= 1.2
         picked = self._select(scored, len(parts), audience)
         if not picked:
             return Draft(claims=[], refused=True)
         caveat = self._caveat(picked, scored, question)
-        picked = self._order(picked)
+        ordered = self._order(picked)
+        picked = self._corroborate(ordered, scored, keep_news=news_asked)
+        notes = []
+        if any(s.unit.evidence.doc.kind == "news" for s in ordered) and picked != ordered:
+            notes.append(NEWS_NOTE)
         yes_no = len(parts) == 1 and is_yes_no(question) and not personal
         if caveat is not None:
             # "Does it work?": say first what the study cannot show, then the best evidence.
-            picked = [caveat, picked[0]] if yes_no else [picked[0], caveat]
+            # Its companion is the best sentence not from a news article, which may overstate.
+            companion = next((s for s in picked if s.unit.evidence.doc.kind != "news"), None)
+            picked = [caveat] if companion is None else [caveat, companion] if yes_no else [companion, caveat]
         lead = None
         if yes_no and caveat is None:
             lead = self._yes_no(picked, parts[0])
         claims = [
             Claim(text=s.unit.text, quotes=[Quote(s.unit.evidence.chunk.id, s.unit.start, s.unit.end)]) for s in picked
         ]
-        return Draft(claims=claims, lead=lead)
+        return Draft(claims=claims, lead=lead, notes=notes)
 
     def best_coverage(self, parts: list[Query], evidence: list[Evidence]) -> float:
         """How much of the question the best single sentence covers (for refusal)."""
@@ -221,6 +242,28 @@ class ExtractiveAnswerer:
                 chosen.append(cand)
                 taken += 1
         return chosen
+
+    def _corroborate(self, picked: list[Scored], scored: list[Scored], keep_news: bool) -> list[Scored]:
+        """A news sentence on a point a better source states is replaced by that source's sentence
+        (kept after it when the question asks about the news)."""
+        out: list[Scored] = []
+        for chosen in picked:
+            if chosen.unit.evidence.doc.kind == "news":
+                figures = _figures(chosen.unit)
+                candidates = [
+                    s
+                    for s in scored
+                    if s.unit.evidence.doc.kind != "news"
+                    and s.part == chosen.part
+                    and (figures & _figures(s.unit) or _jaccard(s.unit, chosen.unit) >= 0.25)
+                    and not any(_overlaps(s.unit, o.unit) for o in [*out, *picked])
+                ]
+                if candidates:
+                    out.append(max(candidates, key=lambda s: s.score))
+                    if not keep_news:
+                        continue
+            out.append(chosen)
+        return out
 
     def _caveat(self, picked: list[Scored], scored: list[Scored], question: str) -> Scored | None:
         kind, trigger = caveats()
@@ -267,6 +310,8 @@ class ExtractiveAnswerer:
             literal = sum(self._term_value(unit, t, query.weights[t]) for t in asked)
             full = sum(query.weights[t] * self.corpus.idf(t) for t in asked)
             synonym = 0.0
+            if any(t in unit.terms for t in asked):
+                synonym = SYNONYM_CREDIT * full  # part of the asked phrase names the concept too
             for phrase in concept.alternatives:
                 if _contains_seq(unit.seq, phrase):
                     synonym = SYNONYM_CREDIT * full
@@ -281,16 +326,35 @@ class ExtractiveAnswerer:
         return total
 
     def _asked_coverage(self, unit: Unit, query: Query) -> float:
+        """Share of the question's own words (not synonyms) in the unit."""
         asked = {t: w for t, w in query.weights.items() if t in query.asked}
         norm = sum(w * self.corpus.idf(t) for t, w in asked.items()) or 1.0
         return sum(w * self.corpus.idf(t) for t, w in asked.items() if t in unit.terms) / norm
 
     def _yes_no(self, picked: list[Scored], query: Query) -> str | None:
-        """ "Yes." or "No." when the sentence covering the question's own words best plainly states it."""
-        coverage, top = max(((self._asked_coverage(s.unit, query), s) for s in picked), key=lambda x: x[0])
+        """ "No." when the sentence that best covers the question negates what it asks about;
+        "Yes." only when that sentence states it in the question's own words."""
+        norm = self.norm(query)
+        # The answer to a yes/no question rests on the better sources, not on a news article.
+        trusted = [s for s in picked if s.unit.evidence.doc.kind != "news"] or picked
+        coverage, top = max(((self.matched(s.unit, query) / norm, s) for s in trusted), key=lambda x: x[0])
         if coverage < 0.5:
             return None
-        return _yes_no(top, query, coverage)
+        wanted = set(query.asked) | {t for c in query.concepts for phrase in c.alternatives for t in phrase}
+        if _negates(top.unit.text, wanted):
+            return "No."
+        if re.match(r"^Yes\b[,.]", top.unit.text.strip()) or self._asked_coverage(top.unit, query) >= 0.8:
+            return "Yes."
+        return None
+
+
+def _figures(unit: Unit) -> set[str]:
+    """Numbers and proportions a unit states ("10", "pct70")."""
+    return {t for t in unit.terms if t.isdigit() or t.startswith("pct")}
+
+
+def _jaccard(a: Unit, b: Unit) -> float:
+    return len(a.terms & b.terms) / len(a.terms | b.terms) if a.terms and b.terms else 0.0
 
 
 def _contains_seq(sequence: list[str], phrase: tuple[str, ...]) -> bool:
@@ -328,21 +392,18 @@ def _states(text: str, value: str) -> bool:
     return len(value_terms & set(terms(text))) / len(value_terms) >= 0.5
 
 
-def _yes_no(top: Scored, query: Query, coverage: float) -> str | None:
-    text = top.unit.text.strip()
+def _negates(text: str, wanted: set[str]) -> bool:
+    """Does the sentence negate one of the wanted terms ("no serious adverse events",
+    "there was no randomization", "has approved no stem cell product")?"""
+    text = text.strip()
     if re.match(r"^(No|Not)\b[,.]", text):
-        return "No."
-    if re.match(r"^Yes\b[,.]", text):
-        return "Yes."
+        return True
     sequence = words(text)
-    wanted = set(query.weights)
     for i, word in enumerate(sequence):
         if not (word in NEGATIONS or word.endswith("n't")):
             continue
         after = set(terms(" ".join(sequence[i + 1 : i + 5])))
-        before = set(terms(" ".join(sequence[max(0, i - 2) : i])))  # "has approved no ..."
+        before = set(terms(" ".join(sequence[max(0, i - 2) : i])))
         if (after | before) & wanted:
-            return "No."
-    if coverage >= 0.8:
-        return "Yes."
-    return None
+            return True
+    return False

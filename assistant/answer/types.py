@@ -27,6 +27,7 @@ class Claim:
 class Draft:
     claims: list[Claim]
     lead: str | None = None  # "Yes." / "No." before the first claim
+    notes: list[str] = field(default_factory=list)  # shown after the answer, not factual claims
     refused: bool = False
     dropped: list[dict[str, Any]] = field(default_factory=list)
     answerer: str = "extractive"
