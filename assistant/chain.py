@@ -196,9 +196,12 @@ class Pipeline:
         t = time.perf_counter()
         sentences, citations, dropped = verify(draft, self.corpus)
         answerer = draft.answerer
-        if self.llm is not None and not draft.refused and (not sentences or len(dropped) > len(sentences)):
-            # Too little of the LLM's answer survived verification: fall back to extraction.
-            fallback = self.extractive.answer(parts, evidence, audience, standalone)
+        if self.llm is not None and not refused and (not sentences or len(dropped) > len(sentences)):
+            # Too little of the LLM's answer survived verification (or it declined although the
+            # evidence covers the question): fall back to extraction.
+            fallback = self.extractive.answer(
+                parts, evidence, audience, standalone, personal=safety == "medical_advice"
+            )
             sentences, citations, _ = verify(fallback, self.corpus)
             draft = fallback
             answerer = "extractive (fallback)"
@@ -356,10 +359,9 @@ def build_pipeline(settings: Settings, embedder: Embedder | None = None) -> Pipe
     store = VectorStore(settings)
     llm = None
     if settings.answerer == "llm":
-        from assistant.settings import SettingsError
+        from assistant.answer.llm import LLMAnswerer
 
-        # The verified LLM answerer (issue 3) is not built yet; say so instead of failing later.
-        raise SettingsError("ASSISTANT_ANSWERER=llm is not available yet; use the default extractive answerer")
+        llm = LLMAnswerer(settings)
     return Pipeline(settings, embedder or make_embedder(settings), store, llm)
 
 
