@@ -145,7 +145,7 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
         return _error(500, "internal error; the problem has been logged")
 
     @app.middleware("http")
-    async def _guard(request: Request, call_next):  # type: ignore[no-untyped-def]
+    async def _guard(request: Request, call_next):
         if request.url.path == "/api/ask" and request.method == "POST":
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type != "application/json":

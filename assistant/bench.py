@@ -98,7 +98,7 @@ def bench_ask(settings: Settings) -> dict[str, float]:
         cold = time.perf_counter() - started
         with httpx.Client(timeout=30) as client:
 
-            def ask(case) -> float:  # type: ignore[no-untyped-def]
+            def ask(case) -> float:
                 t = time.perf_counter()
                 client.post(
                     base + "/api/ask",
@@ -124,8 +124,8 @@ def bench_ask(settings: Settings) -> dict[str, float]:
 
 
 def main(settings: Settings, what: str, n_chunks: int, as_json: bool) -> int:
-    result = bench_ingest(settings, n_chunks) if what == "ingest" else bench_ask(settings)
-    result = {"bench": what, "cpus": os.cpu_count(), **result}
+    figures = bench_ingest(settings, n_chunks) if what == "ingest" else bench_ask(settings)
+    result: dict[str, object] = {"bench": what, "cpus": os.cpu_count(), **figures}
     if as_json:
         print(json.dumps(result))
     else:

@@ -21,7 +21,7 @@ from assistant.ingest import db_path, lexical_path
 from assistant.retrieval import Corpus, Evidence, Mode, Retriever
 from assistant.settings import Settings
 from assistant.store import ChunkDB, LexicalIndex, VectorStore
-from assistant.text import clean_input, numbers, terms, words
+from assistant.text import clean_input, terms, words
 from assistant.triage import (
     ADVICE_MESSAGE,
     CRISIS_MESSAGE,
@@ -320,9 +320,8 @@ class Pipeline:
 def _near(sequence: list[str], number: str, neighbours: set[str], window: int = 3) -> bool:
     """Does ``number`` occur in ``sequence`` within ``window`` terms of one of ``neighbours``?"""
     for i, term in enumerate(sequence):
-        if term == number:
-            if not neighbours or neighbours & set(sequence[max(0, i - window) : i + window + 1]):
-                return True
+        if term == number and (not neighbours or neighbours & set(sequence[max(0, i - window) : i + window + 1])):
+            return True
     return False
 
 

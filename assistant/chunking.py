@@ -35,7 +35,7 @@ class Chunk:
 
 
 @lru_cache(maxsize=1)
-def _segmenter():  # type: ignore[no-untyped-def]
+def _segmenter():
     import pysbd
 
     return pysbd.Segmenter(language="en", clean=False)
@@ -65,7 +65,7 @@ def _header(doc: Document, headings: tuple[str, ...]) -> str:
     return "\n".join([f"{doc.title} ({label})", *headings]) + "\n"
 
 
-def chunk_document(doc: Document, count_tokens, max_tokens: int, overlap_tokens: int = 0) -> list[Chunk]:  # type: ignore[no-untyped-def]
+def chunk_document(doc: Document, count_tokens, max_tokens: int, overlap_tokens: int = 0) -> list[Chunk]:
     """Pack whole sentences of one section into chunks of at most ``max_tokens`` model tokens."""
     groups: list[tuple[tuple[str, ...], int | None, list[Sentence]]] = []
     for block in doc.blocks:
@@ -115,7 +115,7 @@ def chunk_document(doc: Document, count_tokens, max_tokens: int, overlap_tokens:
     return chunks
 
 
-def _fit(text: str, sentence: Sentence, budget: int, count_tokens) -> list[tuple[int, int, int]]:  # type: ignore[no-untyped-def]
+def _fit(text: str, sentence: Sentence, budget: int, count_tokens) -> list[tuple[int, int, int]]:
     """One sentence as (start, end, tokens) pieces, split at word boundaries if it is too long."""
     tokens = count_tokens(sentence.text)
     if tokens <= budget:

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _ingest(settings, args) -> int:  # type: ignore[no-untyped-def]
+def _ingest(settings, args) -> int:
     from assistant.embeddings import make_embedder
     from assistant.ingest import ingest
 
@@ -89,7 +89,7 @@ def _ingest(settings, args) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
-def _ask(settings, args) -> int:  # type: ignore[no-untyped-def]
+def _ask(settings, args) -> int:
     from assistant.chain import build_pipeline
 
     pipeline = build_pipeline(settings)
@@ -101,20 +101,20 @@ def _ask(settings, args) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
-def _serve(settings, args) -> int:  # type: ignore[no-untyped-def]
+def _serve(settings, args) -> int:
     from assistant.api import serve
 
     serve(settings, host=args.host, port=args.port)
     return 0
 
 
-def _eval(settings, args) -> int:  # type: ignore[no-untyped-def]
+def _eval(settings, args) -> int:
     from assistant.evaluate import main as eval_main
 
     return eval_main(settings, args.set_path, args.json)
 
 
-def _bench(settings, args) -> int:  # type: ignore[no-untyped-def]
+def _bench(settings, args) -> int:
     from assistant.bench import main as bench_main
 
     return bench_main(settings, args.what, args.chunks, args.json)

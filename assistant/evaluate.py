@@ -12,11 +12,12 @@ import yaml
 
 from assistant.answer.types import Answer
 from assistant.chain import Pipeline, Turn, build_pipeline
+from assistant.retrieval import Mode
 from assistant.settings import Settings
 from assistant.text import numbers
 
 DEFAULT_SET = Path("tests/questions.yaml")
-MODES = ("lexical", "dense", "hybrid")
+MODES: tuple[Mode, ...] = ("lexical", "dense", "hybrid")
 
 
 @dataclass
@@ -149,7 +150,7 @@ def run(pipeline: Pipeline, cases: list[Case]) -> dict[str, Any]:
                 "ms": round(answer.timings_ms.get("total", 0.0), 1),
             }
         )
-    passed = sum(r["passed"] for r in results)
+    passed = sum(1 for r in results if r["passed"])
 
     def mean(values: list[float]) -> float:
         return round(sum(values) / len(values), 4) if values else 0.0

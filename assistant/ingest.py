@@ -239,7 +239,7 @@ def _under(path: Path, roots: Sequence[Path]) -> bool:
     return False
 
 
-def _progress(total: int, enabled: bool | None):  # type: ignore[no-untyped-def]
+def _progress(total: int, enabled: bool | None):
     if enabled is None:
         enabled = sys.stderr.isatty() and not os.environ.get("CI")
     if not enabled or total == 0:

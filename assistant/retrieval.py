@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from functools import cached_property
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -177,16 +178,14 @@ class VectorStore:
         except Exception as exc:  # chromadb raises many kinds when a server is unreachable
             raise StoreError(f"cannot open Chroma at {settings.chroma_url or 'the data dir'}: {exc}") from exc
 
-    def _open(self):  # type: ignore[no-untyped-def]
+    def _open(self):
         return self._client.get_or_create_collection(
             self._name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
         )
 
     def reset(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # no such collection yet
             self._client.delete_collection(self._name)
-        except Exception:  # missing collection
-            pass
         self._collection = self._open()
 
     def ids(self) -> set[str]:

@@ -232,7 +232,7 @@ NEGATIONS = frozenset({"no", "not", "none", "never", "without", "cannot", "nothi
 
 
 @lru_cache(maxsize=1)
-def _stemmer():  # type: ignore[no-untyped-def]
+def _stemmer():
     import Stemmer
 
     return Stemmer.Stemmer("english")

@@ -44,7 +44,7 @@ def triage(question: str) -> Safety | None:
     patterns = _patterns()
     for key in ("crisis", "emergency", "medical_advice"):
         if any(p.search(text) for p in patterns[key]):
-            return key  # type: ignore[return-value]
+            return key
     return None
 
 

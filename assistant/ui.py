@@ -59,7 +59,7 @@ CSS = """
 #alert .alert {border-radius:8px; padding:14px 16px; font-size:1.1em; margin-bottom:8px;}
 #alert .alert-emergency {background:#b00020; color:#fff;}
 #alert .alert-crisis {background:#4a148c; color:#fff;}
-#alert .alert a {color:#fff; text-decoration:underline;}
+#alert .alert a, #alert .alert strong {color:#fff; text-decoration:underline;}
 .source {border:1px solid #999; border-radius:6px; padding:8px 10px; margin-bottom:8px; background:#fff; color:#111;}
 .source.flash {outline:3px solid #1a56db;}
 .source .badge {display:inline-block; font-size:0.8em; font-weight:600; padding:1px 8px; border-radius:10px;
@@ -164,7 +164,7 @@ def glance_html(holder: PipelineHolder) -> str:
     return "".join(blocks)
 
 
-async def _answer_stream(holder: PipelineHolder, question: str, audience: str, history: list[dict[str, str]]):  # type: ignore[no-untyped-def]
+async def _answer_stream(holder: PipelineHolder, question: str, audience: str, history: list[dict[str, str]]):
     """Run the pipeline in a worker thread; yield its text pieces and the Answer without blocking the loop."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()

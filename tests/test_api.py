@@ -142,6 +142,19 @@ def test_odd_text_is_handled_as_text(server: str, question: str) -> None:
     assert isinstance(response.json()["answer"], str)
 
 
+def test_concurrent_questions_are_all_answered(server: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = ["What side effects were seen?", "What was the dose?", "Who led the study?", "Was there a placebo?"] * 4
+
+    def ask(question: str) -> int:
+        return httpx.post(server + "/api/ask", json={"question": question}, timeout=60).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(ask, questions))
+    assert statuses == [200] * len(questions)
+
+
 def test_frame_ancestors_default_is_same_origin(server: str) -> None:
     headers = httpx.get(server + "/widget/").headers
     assert headers["content-security-policy"] == "frame-ancestors 'self'"
@@ -212,6 +225,11 @@ def test_chat_in_the_browser(server: str, browser, built_index) -> None:  # type
     assert page.locator("#sources .badge").first.inner_text() in ("Trial paper summary", "Patient FAQ", "Glossary")
     page.screenshot(path=str(ARTIFACTS / "chat-answer.png"), full_page=True)
 
+    # Selecting [1] in the answer brings its source into view.
+    page.locator("#chat a[href='#src-1']").last.click()
+    page.wait_for_function("document.querySelector('#src-1').classList.contains('flash')", timeout=5000)
+    assert page.evaluate("document.activeElement && document.activeElement.id") == "src-1"
+
     # Thumbs up is stored, without IP or user agent.
     page.locator("#chat button[aria-label='Like']").last.click()
     store = built_index.data_dir / "feedback.jsonl"
@@ -222,9 +240,15 @@ def test_chat_in_the_browser(server: str, browser, built_index) -> None:  # type
     assert record["vote"] == "up" and record["question"] == "What side effects were seen?"
     assert record["citations"] and "ip" not in record and "user_agent" not in record
 
-    # Clinician follow-up that needs the history.
-    page.get_by_label("Clinician").check()
-    ask_in_page(page, "were those serious?")
+    # Clinician follow-up that needs the history, typed with the keyboard alone.
+    page.get_by_role("radio", name="Patient").focus()
+    page.keyboard.press("Tab")  # Gradio names each radio input apart, so Tab (not arrows) moves between them
+    page.keyboard.press("Space")
+    assert page.get_by_role("radio", name="Clinician").is_checked()
+    page.locator("#glance").get_by_text("Study at a glance").wait_for(timeout=10000)
+    page.get_by_label("Your question").focus()
+    page.keyboard.type("were those serious?")
+    page.keyboard.press("Enter")
     page.wait_for_function(
         "document.querySelector('#chat').innerText.toLowerCase().includes('serious adverse events')", timeout=30000
     )
@@ -247,6 +271,11 @@ def test_chat_in_the_browser(server: str, browser, built_index) -> None:  # type
     page.locator("#alert .alert-emergency").wait_for(timeout=30000)
     assert "911" in page.locator("#alert").inner_text()
     page.screenshot(path=str(ARTIFACTS / "chat-emergency.png"), full_page=True)
+
+    # A new conversation clears the chat, the sources and the alert.
+    page.get_by_role("button", name="New conversation").click()
+    page.wait_for_function("!document.querySelector('#chat').innerText.includes('911')", timeout=10000)
+    assert page.locator("#alert .alert").count() == 0 and page.locator("#sources .source").count() == 0
     page.close()
 
 

@@ -14,7 +14,7 @@ import pytest
 from assistant.answer.types import Answer
 from assistant.chain import Pipeline
 from assistant.prompts import PromptError, load_prompt, load_prompts
-from tests.conftest import ROOT, free_port, make_settings
+from tests.conftest import ROOT, free_port
 from tests.fake_openai import FakeOpenAI
 
 

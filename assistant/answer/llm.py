@@ -99,7 +99,7 @@ def parse_answer(text: str, evidence: list[Evidence], corpus: Corpus) -> Draft:
         plain = re.sub(r"\s+([.,;:!?])", r"\1", plain)
         if not plain:
             continue
-        quotes = []
+        quotes: list[Quote] = []
         for n in dict.fromkeys(cited):
             if not 1 <= n <= len(evidence):
                 dropped.append({"sentence": plain, "reason": f"cites [{n}], which is not a passage"})
