@@ -12,7 +12,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from assistant.answer.types import Citation
 from assistant.chain import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS, Pipeline, QuestionError, build_pipeline
+from assistant.documents import KINDS
 from assistant.settings import Settings
 from assistant.text import clean_input
 
@@ -25,6 +27,7 @@ def _as_text(value: Any) -> Any:
 
 
 Text = Annotated[str, BeforeValidator(_as_text)]
+Kind = Literal[KINDS]  # type: ignore[valid-type]
 
 
 class HistoryTurn(BaseModel):
@@ -38,28 +41,15 @@ class AskRequest(BaseModel):
     question: Text = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     audience: Literal["patient", "clinician"] = "patient"
     history: list[HistoryTurn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS)
-
-
-class CitationOut(BaseModel):
-    id: int
-    doc_id: str
-    title: str
-    kind: str
-    kind_label: str
-    source: str
-    url: str | None
-    section: str | None
-    page: int | None
-    quote: str
-    chunk_id: str
-    quote_start: int
-    quote_end: int
-    context: str
+    kinds: list[Kind] | None = Field(None, description="Only use documents of these kinds.", max_length=len(KINDS))
+    document_audiences: list[Literal["patient", "clinician", "both"]] | None = Field(
+        None, description="Only use documents written for these audiences.", max_length=3
+    )
 
 
 class AskResponse(BaseModel):
     answer: str
-    citations: list[CitationOut]
+    citations: list[Citation]
     refused: bool
     safety: Literal["emergency", "crisis", "medical_advice"] | None
     dropped: list[dict[str, Any]]
@@ -195,6 +185,8 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
                 request.question,
                 audience=request.audience,
                 history=[{"role": t.role, "content": t.content} for t in request.history],
+                kinds=request.kinds,
+                audiences=request.document_audiences,
             )
         except QuestionError as exc:
             return _error(422, str(exc))

@@ -35,6 +35,7 @@ def bench_ingest(settings: Settings, n_chunks: int) -> dict[str, float]:
                 + "\n\n".join(paragraphs)
                 + "\n"
             )
+        embedder.embed(["warm-up: the first call pays for thread pools and memory."] * 4)
         bench_settings = settings.model_copy(
             update={"data_dir": Path(tmp) / "data", "corpus_dir": corpus, "chroma_url": None}
         )

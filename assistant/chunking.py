@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 from assistant.documents import KIND_LABELS, Document
 
@@ -34,29 +33,42 @@ class Chunk:
         return " › ".join(self.headings)
 
 
-@lru_cache(maxsize=1)
-def _segmenter():
-    import pysbd
-
-    return pysbd.Segmenter(language="en", clean=False)
+# Words whose trailing period does not end a sentence ("Dr. Bydon", "e.g. in", "No. 5").
+ABBREVIATIONS = frozenset(
+    """dr mr mrs ms prof sr jr st vs etc e.g i.e eg ie no nos fig figs al inc ltd co corp approx ca cf
+    u.s u.k m.d ph.d b.s m.s d.o r.n jan feb mar apr jun jul aug sep sept oct nov dec dept vol vols p pp
+    ed eds est min max mt ft gen gov rev sen rep resp viz""".split()
+)
+# Sentence-ending punctuation, closing quotes or brackets, space, then what can start a sentence.
+_BOUNDARY = re.compile(r"""([.!?]+)(["'”’)\]]*)(\s+)(?=["'“‘(\[]?[A-Z0-9])""")
+_LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*)$")
 
 
 def split_sentences(text: str) -> list[Sentence]:
-    """Sentences with offsets; survives "Dr.", "e.g.", "No. 5" and decimals (pysbd)."""
+    """Sentences with offsets; survives "Dr.", "e.g.", "No. 5", initials and decimals.
+
+    Rule-based like pysbd and equal to it on the shipped corpus (a test checks), but fast
+    enough not to slow ingest: pysbd took a fifth of the embedding time here.
+    """
     out: list[Sentence] = []
-    position = 0
-    for segment in _segmenter().segment(text):
-        piece = segment.strip()
-        if not piece:
-            continue
-        start = text.find(piece, position)
-        if start < 0:  # pysbd normalised something; fall back to a search from the start
-            start = text.find(piece)
-            if start < 0:
+    start = 0
+    for match in _BOUNDARY.finditer(text):
+        if match.group(1) == ".":
+            word = _LAST_WORD.search(text[start : match.start(1)])
+            if word and (word.group(1).lower() in ABBREVIATIONS or len(word.group(1)) == 1):
                 continue
-        out.append(Sentence(piece, start, start + len(piece)))
-        position = start + len(piece)
+        _append(out, text, start, match.end(2))
+        start = match.end(3)
+    _append(out, text, start, len(text))
     return out
+
+
+def _append(out: list[Sentence], text: str, start: int, end: int) -> None:
+    piece = text[start:end]
+    stripped = piece.strip()
+    if stripped:
+        offset = start + (len(piece) - len(piece.lstrip()))
+        out.append(Sentence(stripped, offset, offset + len(stripped)))
 
 
 def _header(doc: Document, headings: tuple[str, ...]) -> str:

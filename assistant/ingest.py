@@ -15,17 +15,20 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from assistant.chunking import chunk_document
+from assistant.chunking import Chunk, chunk_document
 from assistant.documents import Document, LoadError, load_document
 from assistant.embeddings import Embedder
 from assistant.settings import Settings
 from assistant.store import ChunkDB, LexicalIndex, VectorStore
+
+EMBED_BATCH = 256
 
 
 class IngestBusy(RuntimeError):
@@ -188,36 +191,54 @@ def _ingest_locked(
                 todo.append((doc, abs_path, signature, previous is None))
 
         present = store.ids()
-        plans = []
-        for doc, abs_path, signature, is_new in todo:
-            chunks = chunk_document(
-                doc, embedder.count_tokens, min(settings.chunk_size, embedder.max_tokens), settings.chunk_overlap
-            )
-            if not chunks:
-                report.skipped.append({"path": abs_path, "reason": "no text to index"})
-                continue
-            plans.append((doc, abs_path, signature, is_new, chunks))
-        total_new = sum(1 for p in plans for c in p[4] if c.id not in present)
-        bar = _progress(total_new, progress)
-        for doc, abs_path, signature, is_new, chunks in plans:
-            fresh = [c for c in chunks if c.id not in present]
-            if fresh:
-                vectors = embedder.embed([c.embed_text for c in fresh])
-                store.upsert(fresh, vectors, doc.kind, doc.audience)
-                report.embedded_chunks += len(fresh)
-                if bar is not None:
-                    bar.update(len(fresh))
-            old = db.chunk_ids(doc.id)
-            db.replace_document(doc, abs_path, signature, chunks)
-            stale = old - {c.id for c in chunks}
-            if stale:
-                store.delete(stale)
-            present.update(c.id for c in fresh)
-            if is_new:
-                report.added += 1
-            else:
-                report.updated += 1
-            log(f"{'added' if is_new else 'updated'} {doc.path}: {len(chunks)} chunks, {len(fresh)} embedded")
+        max_tokens = min(settings.chunk_size, embedder.max_tokens)
+        bar = _progress(len(todo), progress)
+        # Chunking (sentence splitting, token counting) runs in a worker thread ahead of the
+        # embedding, so it overlaps the model's work instead of adding to it.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunker")
+        futures = [
+            pool.submit(chunk_document, doc, embedder.count_tokens, max_tokens, settings.chunk_overlap)
+            for doc, _abs_path, _signature, _is_new in todo
+        ]
+
+        def plans() -> Iterator[tuple[Document, str, str, bool, list[Chunk]]]:
+            for (doc, abs_path, signature, is_new), future in zip(todo, futures, strict=True):
+                chunks = future.result()
+                if chunks:
+                    yield doc, abs_path, signature, is_new, chunks
+                else:
+                    report.skipped.append({"path": abs_path, "reason": "no text to index"})
+                    if bar is not None:
+                        bar.update(1)
+
+        # Embed several documents' chunks in one call (the model is faster on full batches),
+        # then write each document in the crash-safe order described above.
+        try:
+            for batch in _batches(plans(), present, EMBED_BATCH):
+                texts = [c.embed_text for _plan, fresh in batch for c in fresh]
+                vectors = embedder.embed(texts) if texts else None
+                offset = 0
+                for (doc, abs_path, signature, is_new, chunks), fresh in batch:
+                    if fresh:
+                        assert vectors is not None
+                        store.upsert(fresh, vectors[offset : offset + len(fresh)], doc.kind, doc.audience)
+                        offset += len(fresh)
+                        report.embedded_chunks += len(fresh)
+                    old = db.chunk_ids(doc.id)
+                    db.replace_document(doc, abs_path, signature, chunks)
+                    stale = old - {c.id for c in chunks}
+                    if stale:
+                        store.delete(stale)
+                    present.update(c.id for c in fresh)
+                    if is_new:
+                        report.added += 1
+                    else:
+                        report.updated += 1
+                    log(f"{'added' if is_new else 'updated'} {doc.path}: {len(chunks)} chunks, {len(fresh)} embedded")
+                    if bar is not None:
+                        bar.update(1)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
 
@@ -229,6 +250,24 @@ def _ingest_locked(
         db.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _batches(plans: Iterable, present: set[str], full_size: int):
+    """Group plans so that each group has about ``full_size`` chunks to embed (a document is never
+    split); the first group is small so the model starts while later documents are chunked."""
+    size = 32
+    batch: list = []
+    count = 0
+    for plan in plans:
+        fresh = [c for c in plan[4] if c.id not in present]
+        batch.append((plan, fresh))
+        count += len(fresh)
+        if count >= size:
+            yield batch
+            batch, count = [], 0
+            size = full_size
+    if batch:
+        yield batch
 
 
 def _under(path: Path, roots: Sequence[Path]) -> bool:
@@ -246,4 +285,4 @@ def _progress(total: int, enabled: bool | None):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr)
+    return tqdm(total=total, unit="doc", desc="indexing", file=sys.stderr)

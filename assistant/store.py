@@ -10,7 +10,6 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -27,21 +26,8 @@ class StoreError(RuntimeError):
     """The index cannot be opened or reached."""
 
 
-@dataclass(frozen=True)
-class StoredChunk:
-    id: str
-    doc_id: str
-    ordinal: int
-    text: str
-    start: int
-    end: int
-    headings: tuple[str, ...]
-    page: int | None
-    embed_text: str
-
-    @property
-    def section(self) -> str:
-        return " › ".join(self.headings)
+# What the chunk table returns is the chunk the chunker made.
+StoredChunk = Chunk
 
 
 _SCHEMA = """

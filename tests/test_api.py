@@ -81,6 +81,15 @@ def test_ask_returns_cited_answer(server: str) -> None:
     assert body["timings_ms"]["total"] > 0
 
 
+def test_filters_by_document_kind(server: str) -> None:
+    body = httpx.post(
+        server + "/api/ask", json={"question": "What side effects were seen?", "kinds": ["news"]}, timeout=30
+    ).json()
+    assert body["citations"] and {c["kind"] for c in body["citations"]} == {"news"}
+    bad = httpx.post(server + "/api/ask", json={"question": "hi", "kinds": ["blog"]}, timeout=30)
+    assert bad.status_code == 422 and "kinds" in bad.text
+
+
 def test_follow_up_and_clinician(server: str) -> None:
     body = httpx.post(
         server + "/api/ask",

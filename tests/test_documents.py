@@ -82,6 +82,21 @@ def test_sentence_splitting_survives_abbreviations_and_decimals() -> None:
         assert text[s.start : s.end] == s.text
 
 
+def test_sentence_splitting_matches_pysbd_on_the_corpus_and_hard_cases() -> None:
+    import pysbd
+
+    segmenter = pysbd.Segmenter(language="en", clean=False)
+    texts = [b.text for path in sorted(CORPUS.iterdir()) for b in load_document(path).blocks]
+    texts += [
+        'He said "stop." Then he left. Mohamad Bydon, M.D., a neurosurgeon. The U.S. FDA has approved no product.',
+        "It works (see Fig. 2). Done! Really? Yes. Mr. Smith met Dr. Jones on Jan. 5 at 3 p.m. in Rochester.",
+        "Scores rose from 1.5 to 2.25 points. J. R. Smith agreed. The end.",
+    ]
+    for text in texts:
+        expected = [s.strip() for s in segmenter.segment(text) if s.strip()]
+        assert [s.text for s in split_sentences(text)] == expected
+
+
 def test_chunks_keep_offsets_sections_and_fit_the_window() -> None:
     embedder = HashEmbedder(max_tokens=60)
     doc = load_document(CORPUS / "celltop-paper-summary.md")

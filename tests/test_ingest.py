@@ -239,12 +239,13 @@ def test_cli_ingest_prints_json_summary_and_reports_bad_files(tmp_path: Path, co
         text=True,
         timeout=300,
     )
-    assert done.returncode == 0, done.stderr
+    output = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert done.returncode == 0, output
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(summary) == {"documents", "chunks", "added", "updated", "removed", "unchanged", "skipped", "seconds"}
-    assert summary["documents"] == 8 and summary["added"] == 8
-    assert summary["skipped"] == [{"path": str(corpus_copy / "empty.md"), "reason": "empty file"}]
-    assert "Traceback" not in done.stderr
+    assert summary["documents"] == 8 and summary["added"] == 8, output
+    assert summary["skipped"] == [{"path": str(corpus_copy / "empty.md"), "reason": "empty file"}], output
+    assert "Traceback" not in done.stderr, output
 
 
 def test_unknown_setting_is_an_error(tmp_path: Path) -> None:
