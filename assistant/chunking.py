@@ -35,9 +35,7 @@ class Chunk:
 
 # Words whose trailing period does not end a sentence ("Dr. Bydon", "e.g. in", "No. 5").
 ABBREVIATIONS = frozenset(
-    """dr mr mrs ms prof sr jr st vs etc e.g i.e eg ie no nos fig figs al inc ltd co corp approx ca cf
-    u.s u.k m.d ph.d b.s m.s d.o r.n jan feb mar apr jun jul aug sep sept oct nov dec dept vol vols p pp
-    ed eds est min max mt ft gen gov rev sen rep resp viz""".split()
+    ["dr", "mr", "mrs", "ms", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "eg", "ie", "no", "nos", "fig", "figs", "al", "inc", "ltd", "co", "corp", "approx", "ca", "cf", "u.s", "u.k", "m.d", "ph.d", "b.s", "m.s", "d.o", "r.n", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "dept", "vol", "vols", "p", "pp", "ed", "eds", "est", "min", "max", "mt", "ft", "gen", "gov", "rev", "sen", "rep", "resp", "viz"]
 )
 # Sentence-ending punctuation, closing quotes or brackets, space, then what can start a sentence.
 _BOUNDARY = re.compile(r"""([.!?]+)(["'”’)\]]*)(\s+)(?=["'“‘(\[]?[A-Z0-9])""")

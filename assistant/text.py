@@ -271,6 +271,14 @@ _FRACTION_RE = re.compile(r"\b(\d+)\s+(?:of|out of)\s+(?:the\s+)?(\d+)\b")
 _PERCENT_RE = re.compile(r"\b(\d+(?:\.\d+)?)\s?(?:%|percent\b)")
 
 
+_GRADE_RE = re.compile(r"\b(?:AIS|ASIA|[Gg]rades?|[Gg]raded)\s+([A-E])\b(?:\s*(?:or|and|to|,)\s*(?:AIS\s+)?([A-E])\b)?")
+
+
+def grade_terms(text: str) -> list[str]:
+    """ "AIS E" or "graded A or B" as terms ("ais_e"): a one-letter grade is the whole question."""
+    return [f"ais_{letter.lower()}" for match in _GRADE_RE.findall(text) for letter in match if letter]
+
+
 def proportion_terms(text: str) -> list[str]:
     """ "7 of the 10" and "70%" both give the term "pct70", so a percentage finds its fraction."""
     out = []
@@ -292,7 +300,7 @@ def terms(text: str, keep_stopwords: bool = False) -> list[str]:
             continue
         out.append(stem(word))
     if not keep_stopwords:
-        out += proportion_terms(normalize(text))
+        out += proportion_terms(normalize(text)) + grade_terms(text)
     return out
 
 

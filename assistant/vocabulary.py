@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from assistant.text import STOPWORDS, normalize, proportion_terms, terms, words
+from assistant.text import STOPWORDS, grade_terms, normalize, proportion_terms, terms, words
 
 EXPANSION_WEIGHT = 0.5
 
@@ -86,7 +86,7 @@ class Vocabulary:
 
     def query(self, text: str, context: str | None = None) -> Query:
         corrected = self.correct(text)
-        asked_seq = terms(corrected) + proportion_terms(normalize(text))
+        asked_seq = terms(corrected) + proportion_terms(normalize(text)) + grade_terms(text)
         query = Query(text=corrected, sequence=asked_seq)
         for term in asked_seq:
             query.weights[term] = 1.0
