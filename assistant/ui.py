@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import re
 import threading
@@ -52,6 +53,7 @@ FIELD_LABELS = {
     "serious_adverse_events": "Serious adverse events",
     "headline_result": "Headline result",
 }
+CHECKING = "Writing the answer and checking every sentence against the sources…"
 NOT_ADVICE = "This assistant gives information about a study, not medical advice. In an emergency, call 911."
 
 CSS = """
@@ -264,7 +266,7 @@ def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = Fal
             chat = [*chat, {"role": "user", "content": _esc(message)}, {"role": "assistant", "content": ""}]
             yield "", chat, gr.update(), gr.update(), saved
             answer: Answer | None = None
-            streamed = ""
+            drafting = False
             async for item in _answer_stream(holder, message, who.lower(), history):
                 if isinstance(item, Exception):
                     problem = (
@@ -275,20 +277,19 @@ def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = Fal
                     return
                 if isinstance(item, Answer):
                     answer = item
-                else:
-                    streamed += item
-                    chat[-1] = {"role": "assistant", "content": _esc(streamed)}
+                elif not drafting:
+                    # An LLM's raw tokens are not shown: nothing reaches the reader before it is verified.
+                    drafting = True
+                    chat[-1] = {"role": "assistant", "content": _esc(CHECKING)}
                     yield "", chat, gr.update(), gr.update(), saved
             assert answer is not None
             final = answer_markdown(answer, inline_sources=compact)
-            if not streamed:
-                # The extractive answer arrives whole; reveal it in a few steps so it reads as it comes.
-                words = final.split(" ")
-                step = max(4, len(words) // 6)
-                for i in range(step, len(words), step):
-                    chat[-1] = {"role": "assistant", "content": " ".join(words[:i])}
-                    yield "", chat, gr.update(), gr.update(), saved
-                    await asyncio.sleep(0.02)
+            # Reveal the verified answer sentence by sentence, so it reads as it comes.
+            for count in range(1, len(answer.sentences)):
+                partial = dataclasses.replace(answer, sentences=answer.sentences[:count], notices=[])
+                chat[-1] = {"role": "assistant", "content": answer_markdown(partial)}
+                yield "", chat, gr.update(), gr.update(), saved
+                await asyncio.sleep(0.05)
             chat[-1] = {"role": "assistant", "content": final}
             saved = {**saved, len(chat) - 1: {"question": message, **answer.as_json()}}
             yield "", chat, sources_html(answer), alert_html(answer), saved
