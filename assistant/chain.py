@@ -15,7 +15,6 @@ from typing import Any, Literal
 from assistant.answer.extractive import ExtractiveAnswerer, caveats, split_parts
 from assistant.answer.types import Answer, Draft
 from assistant.answer.verify import verify
-from assistant.documents import KIND_LABELS
 from assistant.embeddings import Embedder, make_embedder
 from assistant.ingest import db_path, lexical_path
 from assistant.retrieval import Corpus, Evidence, Mode, Retriever
@@ -364,4 +363,4 @@ def build_pipeline(settings: Settings, embedder: Embedder | None = None) -> Pipe
     return Pipeline(settings, embedder or make_embedder(settings), store, llm)
 
 
-__all__ = ["KIND_LABELS", "Answer", "IndexMissing", "Pipeline", "QuestionError", "Turn", "build_pipeline"]
+__all__ = ["Answer", "IndexMissing", "Pipeline", "QuestionError", "Turn", "build_pipeline"]

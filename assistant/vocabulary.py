@@ -134,7 +134,3 @@ class Vocabulary:
             if best:
                 scores[name] = float(best)
         return scores
-
-
-def normalized_words(text: str) -> list[str]:
-    return words(normalize(text))
