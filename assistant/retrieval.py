@@ -66,6 +66,7 @@ class Corpus:
             for doc_id, info in db.documents().items()
         }
         self._sentences: dict[str, list[Sentence]] = {}
+        self._field_chunks: dict[str, list[StoredChunk]] = {}
         df: dict[str, int] = {}
         for chunk in self.chunks:
             for term in set(terms(chunk.embed_text)):
@@ -89,7 +90,12 @@ class Corpus:
         return self._idf.get(term, self._idf_unseen)
 
     def field_chunks(self, name: str) -> list[StoredChunk]:
-        """Chunks whose text states a document's registry-style field ``name``."""
+        """Chunks whose text states a document's registry-style field ``name`` (cached)."""
+        if name not in self._field_chunks:
+            self._field_chunks[name] = self._find_field_chunks(name)
+        return self._field_chunks[name]
+
+    def _find_field_chunks(self, name: str) -> list[StoredChunk]:
         from assistant.text import numbers
 
         out = []
