@@ -55,6 +55,12 @@ def test_refusal_cites_nothing_and_names_what_is_covered(pipeline) -> None:  # t
     assert "does not cover" in answer.text and "It covers" in answer.text
 
 
+def test_a_question_part_the_material_lacks_is_not_skipped_whatever_its_order(pipeline) -> None:  # type: ignore[no-untyped-def]
+    for question in ("What was the dose and how much did it cost?", "How much did it cost and what was the dose?"):
+        assert pipeline.ask(question, audience="clinician").refused
+    assert not pipeline.ask("What was the dose and how was it given?", audience="clinician").refused
+
+
 @pytest.mark.parametrize(
     ("question", "safety", "must"),
     [

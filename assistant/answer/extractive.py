@@ -214,13 +214,13 @@ class ExtractiveAnswerer:
         return Draft(claims=claims, lead=lead, notes=notes)
 
     def best_coverage(self, parts: list[Query], evidence: list[Evidence]) -> float:
-        """How much of the question the best single sentence covers (for refusal)."""
+        """How much of the question the evidence covers (for refusal): for each part, its best
+        sentence; for a question in several parts, the least covered part."""
         units = [u for e in evidence for u in self.units(e)]
-        best = 0.0
-        for query in parts:
-            part_best = max((self.score(u, query, "clinician", {}, False)[1] for u in units), default=0.0)
-            best = max(best, part_best) if len(parts) == 1 else (part_best if best == 0.0 else min(best, part_best))
-        return best
+        return min(
+            (max((self.score(u, query, "clinician", {}, False)[1] for u in units), default=0.0) for query in parts),
+            default=0.0,
+        )
 
     def _select(self, scored: list[Scored], n_parts: int, audience: str) -> list[Scored]:
         limit = 2 if audience == "patient" else 3
