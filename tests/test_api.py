@@ -243,8 +243,8 @@ def test_chat_in_the_browser(server: str, browser, built_index) -> None:  # type
     page.locator("#chat button[aria-label='Like']").last.click()
     store = built_index.data_dir / "feedback.jsonl"
     deadline = time.time() + 10
-    while time.time() < deadline and not store.exists():
-        time.sleep(0.2)
+    while time.time() < deadline and not (store.exists() and store.read_text().endswith("\n")):
+        time.sleep(0.2)  # the vote is written by the server a moment after the click
     record = json.loads(store.read_text().splitlines()[-1])
     assert record["vote"] == "up" and record["question"] == "What side effects were seen?"
     assert record["citations"] and "ip" not in record and "user_agent" not in record
