@@ -13,7 +13,7 @@ import numpy as np
 from assistant.chunking import Sentence, split_sentences
 from assistant.embeddings import Embedder
 from assistant.store import ChunkDB, LexicalIndex, StoredChunk, VectorStore
-from assistant.text import terms, words
+from assistant.text import states, terms, words
 from assistant.vocabulary import Query, Vocabulary
 
 RRF_K = 60
@@ -96,22 +96,14 @@ class Corpus:
         return self._field_chunks[name]
 
     def _find_field_chunks(self, name: str) -> list[StoredChunk]:
-        from assistant.text import numbers
-
         out = []
         for doc in self.docs.values():
             value = doc.fields.get(name)
             if not value:
                 continue
-            wanted, figures = set(terms(value)), set(numbers(value))
             for chunk in self.chunks:
-                if chunk.doc_id != doc.id:
-                    continue
-                for sentence in self.sentences(chunk):
-                    have = set(terms(sentence.text))
-                    if figures <= set(numbers(sentence.text)) and wanted and len(wanted & have) / len(wanted) >= 0.5:
-                        out.append(chunk)
-                        break
+                if chunk.doc_id == doc.id and any(states(s.text, value) for s in self.sentences(chunk)):
+                    out.append(chunk)
         return out
 
     def sentences(self, chunk: StoredChunk) -> list[Sentence]:

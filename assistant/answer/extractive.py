@@ -15,7 +15,7 @@ import yaml
 from assistant.answer.types import Claim, Draft, Quote
 from assistant.documents import KIND_LABELS
 from assistant.retrieval import Corpus, Evidence
-from assistant.text import NEGATIONS, numbers, terms, words
+from assistant.text import NEGATIONS, states, terms, words
 from assistant.vocabulary import Query, Vocabulary
 
 # Trust order of source kinds: where two say the same thing, the earlier kind is quoted.
@@ -159,7 +159,7 @@ class ExtractiveAnswerer:
             if strength < top:
                 continue
             value = doc.fields.get(name)
-            if value and _states(unit.text, value):
+            if value and states(unit.text, value):
                 score += 0.15 * strength
         if quantity and _figures(unit):
             score += 0.2  # "how many ...?" is answered by a sentence with the number
@@ -379,17 +379,6 @@ def _redundant(a: Unit, b: Unit) -> bool:
         return True
     kinds = {a.evidence.doc.kind, b.evidence.doc.kind}
     return "news" in kinds and len(kinds) == 2 and jaccard >= 0.2
-
-
-def _states(text: str, value: str) -> bool:
-    """Does this sentence state the field's value (its numbers and most of its words)?"""
-    value_numbers = set(numbers(value))
-    if value_numbers and not value_numbers <= set(numbers(text)):
-        return False
-    value_terms = set(terms(value))
-    if not value_terms:
-        return False
-    return len(value_terms & set(terms(text))) / len(value_terms) >= 0.5
 
 
 def _negates(text: str, wanted: set[str]) -> bool:
