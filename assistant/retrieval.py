@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -67,9 +66,12 @@ class Corpus:
         }
         self._sentences: dict[str, list[Sentence]] = {}
         self._field_chunks: dict[str, list[StoredChunk]] = {}
+        # Each chunk's terms in order, computed once: document frequencies and checks over the
+        # whole material (the number rule) both use them.
+        self.term_sequences = [terms(c.embed_text) for c in self.chunks]
         df: dict[str, int] = {}
-        for chunk in self.chunks:
-            for term in set(terms(chunk.embed_text)):
+        for sequence in self.term_sequences:
+            for term in set(sequence):
                 df[term] = df.get(term, 0) + 1
         n = max(1, len(self.chunks))
         self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
@@ -77,11 +79,6 @@ class Corpus:
         # not using it at all is evidence that it does not cover what the word asks about.
         self._idf_unseen = max(self._idf.values(), default=1.0) + 1.0
         self.words = {w for c in self.chunks for w in words(c.embed_text)}
-
-    @cached_property
-    def term_sequences(self) -> list[list[str]]:
-        """Each chunk's terms in order (for checks over the whole material)."""
-        return [terms(c.embed_text) for c in self.chunks]
 
     def seen(self, term: str) -> bool:
         return term in self._idf
@@ -123,6 +120,7 @@ class Retriever:
         self.embedder = embedder
         self.vocabulary = Vocabulary(corpus.words)
         self._row = {chunk_id: i for i, chunk_id in enumerate(lexical.ids)}
+        self._all_ids = {c.id for c in corpus.chunks}
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embedder.embed([text])[0]
@@ -187,6 +185,8 @@ class Retriever:
         return scores
 
     def _allowed(self, kinds: Sequence[str] | None, audiences: Sequence[str] | None) -> set[str]:
+        if not kinds and not audiences:
+            return self._all_ids  # the usual case: no filter, no pass over every chunk per query
         return {
             c.id
             for c in self.corpus.chunks
