@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
+import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -60,7 +61,15 @@ def verify_model_dir(model_dir: Path, expected_sha256: str | None) -> None:
 
 
 class SentenceTransformerEmbedder:
-    """all-MiniLM-L6-v2 (or another local model), loaded from disk only."""
+    """all-MiniLM-L6-v2 (or another local model), loaded from disk only; safe to share between threads.
+
+    A fast tokenizer keeps its padding and truncation settings on one Rust object, and every
+    call sets them: a token count (no padding) in one thread can switch padding off under an
+    ``encode`` of another, which then builds a ragged batch and fails. So ``encode`` runs under
+    a lock (torch already uses both cores inside one call, so serialising calls costs little),
+    and ``count_tokens`` uses a tokenizer of its own per thread, so the ingest's chunker thread
+    keeps counting while the model encodes.
+    """
 
     def __init__(self, model_dir: Path, expected_sha256: str | None, name: str) -> None:
         verify_model_dir(model_dir, expected_sha256)
@@ -68,19 +77,33 @@ class SentenceTransformerEmbedder:
 
         self.name = name
         self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
-        self._tokenizer = self._model.tokenizer
+        self._encode_lock = threading.Lock()
+        self._counting_json = self._model.tokenizer.backend_tokenizer.to_str()
+        self._local = threading.local()
         # Room for [CLS] and [SEP]; text beyond max_seq_length would be cut silently.
         self.max_tokens = int(self._model.max_seq_length or 256) - 2
 
+    def _counting_tokenizer(self) -> Any:
+        tokenizer = getattr(self._local, "tokenizer", None)
+        if tokenizer is None:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_str(self._counting_json)
+            tokenizer.no_padding()
+            tokenizer.no_truncation()
+            self._local.tokenizer = tokenizer
+        return tokenizer
+
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=False))
+        return len(self._counting_tokenizer().encode(text, add_special_tokens=False).ids)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
-        vectors = self._model.encode(
-            texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
+        with self._encode_lock:
+            vectors = self._model.encode(
+                texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
         return np.asarray(vectors, dtype=np.float32)
 
 

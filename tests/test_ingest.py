@@ -109,9 +109,10 @@ def test_incremental_ingest_against_a_chroma_server(tmp_path: Path, corpus_copy:
             try:
                 VectorStore(settings)
                 break
-            except Exception:
+            except Exception as exc:
                 if time.time() > deadline or server.poll() is not None:
-                    raise
+                    log.flush()
+                    raise RuntimeError(f"chroma run did not come up; its log:\n{(tmp_path / 'chroma.log').read_text()}") from exc
                 time.sleep(0.5)
         run_incremental_steps(settings, corpus_copy, real_embedder)
         assert not (tmp_path / "data" / "index" / "chroma").exists()  # vectors live on the server
@@ -179,12 +180,14 @@ def test_sigkill_mid_ingest_leaves_a_working_index_that_the_next_ingest_repairs(
     _synthetic_corpus(corpus, 40)
     settings = make_settings(tmp_path / "data", corpus)
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(settings.data_dir), "ASSISTANT_CORPUS_DIR": str(corpus)}
+    log_path = tmp_path / "ingest.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "assistant", "ingest", "--json"],
         env=env,
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.time() + 120
     committed_docs = 0
@@ -198,9 +201,12 @@ def test_sigkill_mid_ingest_leaves_a_working_index_that_the_next_ingest_repairs(
             if committed_docs >= 10:
                 break
         time.sleep(0.1)
-    assert proc.poll() is None, "ingest finished before it could be killed"
+    if proc.poll() is not None:
+        log.close()
+        pytest.fail(f"ingest exited ({proc.returncode}) before it could be killed; its output:\n{log_path.read_text()}")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    log.close()
 
     from assistant.chain import build_pipeline
 

@@ -159,6 +159,9 @@ def test_real_local_llm_answers_are_verified(built_index, real_embedder, tmp_pat
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
+        else:
+            log.flush()
+            pytest.fail(f"the llama.cpp server did not come up; its log:\n{(tmp_path / 'llama.log').read_text()}")
         pipeline = llm_pipeline(built_index, real_embedder, f"http://127.0.0.1:{port}/v1")
         tokens, answer = run(pipeline, "What side effects were seen?", audience="clinician")
         assert tokens, "the local LLM streamed nothing"
