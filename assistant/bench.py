@@ -86,10 +86,10 @@ def bench_ask(settings: Settings) -> dict[str, object]:
     import httpx
 
     from assistant.api import ensure_index
-    from assistant.evaluate import DEFAULT_SET, load_cases
+    from assistant.evaluate import SHIPPED, load_split
 
     ensure_index(settings)
-    cases = load_cases(DEFAULT_SET)
+    cases = load_split(SHIPPED, "dev")
     import socket
 
     with socket.socket() as s:

@@ -1,10 +1,17 @@
 """The one pipeline the CLI, the HTTP API and the UI all call.
 
-triage → rewrite (follow-ups) → retrieve (hybrid) → answer (extractive | LLM) → verify
+    validate → triage → analyse (parts, answer types; follow-ups) → gather evidence
+      → decide (which parts are answered, by which units) → answer (extractive | LLM)
+      → verify → present
+
+Each step is a function or class with a name (question.analyse, Pipeline.evidence,
+policy.decide, ExtractiveAnswerer.answer, verify.verify, presentation.present); this module
+only wires them together. The loaded index is one immutable Snapshot, swapped whole.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -12,51 +19,43 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from assistant.answer.extractive import ExtractiveAnswerer, caveats, split_parts
-from assistant.answer.types import Answer, Draft
-from assistant.answer.verify import verify
-from assistant.embeddings import Embedder, make_embedder
-from assistant.ingest import db_path, lexical_path
-from assistant.retrieval import Corpus, Evidence, Mode, Retriever
-from assistant.settings import Settings
-from assistant.store import ChunkDB, LexicalIndex, VectorStore
-from assistant.text import clean_input, terms, words
-from assistant.triage import (
-    ADVICE_MESSAGE,
-    CRISIS_MESSAGE,
-    EMERGENCY_MESSAGE,
-    PATIENT_FOOTER,
-    strip_instructions,
-    triage,
-)
+import numpy as np
 
+from assistant.answer.extractive import ExtractiveAnswerer
+from assistant.answer.types import Answer, Draft
+from assistant.answer.verify import Verifier
+from assistant.decision import DecisionModel, load_model
+from assistant.embeddings import Embedder, make_embedder
+from assistant.errors import UserError
+from assistant.evidence import PartEvidence, WordMatcher, compute_features, key_words
+from assistant.ingest import db_path, lexical_path
+from assistant.policy import Decision, decide
+from assistant.presentation import present, safety_answer
+from assistant.question import Analysis, analyse, strip_markup
+from assistant.retrieval import Evidence
+from assistant.settings import Settings
+from assistant.snapshot import Snapshot
+from assistant.store import ChunkDB, StoredChunk, VectorStore
+from assistant.text import clean_input
+from assistant.triage import strip_instructions, triage
+
+log = logging.getLogger("assistant.chain")
 Audience = Literal["patient", "clinician"]
 MAX_QUESTION_CHARS = 2000
 MAX_HISTORY_TURNS = 20
-# Below this share of the question's weight covered by the best sentence, the material
-# does not answer it (calibrated on tests/questions.yaml with `assistant eval`).
-MIN_COVERAGE = 0.45
+# A follow-up leans on the question before it: it starts with a connective or names something
+# only by a pronoun ("and how long did that last?", "what about them?").
 DEPENDENT = re.compile(
     r"^\s*(and|but|also|so|then|what about|how about|what if)\b|\b(it|its|that|this|they|them|those|these|he|him|his|she|her|there)\b",
     re.I,
 )
-KIND_TOPICS = {
-    "paper-summary": "the CELLTOP Phase 1 trial's design, participants, treatment, side effects and results",
-    "registry": "its ClinicalTrials.gov registry entry",
-    "case-report": "the first participant's case report",
-    "glossary": "terms such as AIS grades and mesenchymal stem cells",
-    "faq": "common patient questions",
-    "limitations": "what the study does not show",
-    "news": "a news article about it",
-    "document": "other documents added by your clinic",
-}
 
 
-class IndexMissing(RuntimeError):
+class IndexMissing(UserError):
     """There is no index to answer from yet."""
 
 
-class QuestionError(ValueError):
+class QuestionError(UserError, ValueError):
     """A question that cannot be asked as given."""
 
 
@@ -67,45 +66,54 @@ class Turn:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, embedder: Embedder, store: VectorStore, llm: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder,
+        store: VectorStore,
+        llm: Any = None,
+        model: DecisionModel | None = None,
+    ) -> None:
         self.settings = settings
         self.embedder = embedder
         self.store = store
         self.llm = llm
+        self.model = model or load_model()
         self._lock = threading.Lock()
         self._db = ChunkDB(db_path(settings))
-        self._load()
+        self.snapshot = self._load()
+        self.extractive = ExtractiveAnswerer(self.model)
 
-    def _load(self) -> None:
-        corpus = Corpus(self._db)
-        if not corpus.chunks:
+    def _load(self) -> Snapshot:
+        snapshot = Snapshot(self._db, self.store, self.embedder, lexical_path(self.settings))
+        if not snapshot.corpus.chunks:
             raise IndexMissing(
                 f"the index at {self.settings.index_dir} is empty; run `assistant ingest` (or `make run`) first"
             )
-        lexical = LexicalIndex.load_or_build(lexical_path(self.settings), corpus.chunks)
-        self.corpus = corpus
-        self.retriever = Retriever(corpus, lexical, self.store, self.embedder)
-        self.extractive = ExtractiveAnswerer(corpus, self.retriever.vocabulary)
+        return snapshot
 
     def refresh(self) -> None:
-        """Pick up a newer index written by `assistant ingest` while serving."""
-        if self._db.generation() != self.corpus.generation:
+        """Pick up a newer index written by `assistant ingest` while serving: build a new snapshot
+        beside the old one, then swap (questions in flight keep the one they started with)."""
+        if self._db.generation() != self.snapshot.generation:
             with self._lock:
-                if self._db.generation() != self.corpus.generation:
-                    self._load()
+                if self._db.generation() != self.snapshot.generation:
+                    self.snapshot = self._load()
 
     # -- facts for the interfaces --------------------------------------------------------
+    @property
+    def corpus(self) -> Any:
+        return self.snapshot.corpus
+
     def stats(self) -> dict[str, int]:
-        return {"documents": len(self.corpus.docs), "chunks": len(self.corpus.chunks)}
+        return self.snapshot.stats()
+
+    def chunk(self, chunk_id: str) -> StoredChunk | None:
+        return self.snapshot.corpus.by_id.get(chunk_id)
 
     def trial_fields(self) -> list[tuple[str, dict[str, str]]]:
         """(document title, registry-style fields) for each document that carries them."""
-        return [(d.title, d.fields) for d in self.corpus.docs.values() if d.fields]
-
-    def coverage_note(self) -> str:
-        kinds = {d.kind for d in self.corpus.docs.values()}
-        topics = [KIND_TOPICS[k] for k in KIND_TOPICS if k in kinds]
-        return "It covers " + _join(topics) + "."
+        return [(d.title, d.fields) for d in self.snapshot.corpus.docs.values() if d.fields]
 
     # -- answering ------------------------------------------------------------------------
     def ask(
@@ -115,10 +123,9 @@ class Pipeline:
         history: Sequence[Turn | dict[str, str]] | None = None,
         kinds: Sequence[str] | None = None,
         audiences: Sequence[str] | None = None,
-        mode: Mode = "hybrid",
     ) -> Answer:
         answer = None
-        for event in self.stream(question, audience, history, kinds, audiences, mode):
+        for event in self.stream(question, audience, history, kinds, audiences):
             if isinstance(event, Answer):
                 answer = event
         assert answer is not None
@@ -131,197 +138,176 @@ class Pipeline:
         history: Sequence[Turn | dict[str, str]] | None = None,
         kinds: Sequence[str] | None = None,
         audiences: Sequence[str] | None = None,
-        mode: Mode = "hybrid",
     ) -> Iterator[str | Answer]:
         """Text pieces as they are ready (LLM tokens), then the verified Answer last."""
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        question = clean_input(question)
-        if not question:
-            raise QuestionError("the question is empty")
-        if len(question) > MAX_QUESTION_CHARS:
-            raise QuestionError(f"the question is longer than {MAX_QUESTION_CHARS} characters")
+        asked = validate(question)
         turns = _turns(history)
         self.refresh()
+        snapshot = self.snapshot  # one snapshot for the whole question
 
-        safety = triage(question)
-        timings["triage"] = _ms(started)
+        text = strip_markup(asked)
+        safety = triage(text)
         if safety in ("emergency", "crisis"):
-            message = EMERGENCY_MESSAGE if safety == "emergency" else CRISIS_MESSAGE
-            timings["total"] = _ms(started)
-            yield Answer(
-                question=question,
-                audience=audience,
-                sentences=[],
-                citations=[],
-                preamble=message,
-                safety=safety,
-                timings_ms=timings,
-            )
+            yield safety_answer(asked, audience, safety, timings, started)
             return
 
-        t = time.perf_counter()
-        asked = question
-        question = strip_instructions(question)
-        context = self._context(question, turns)
-        standalone = question if context is None else f"{question} ({context})"
-        if self.llm is not None and context is not None:
-            standalone = self.llm.condense(question, turns) or standalone
-            context = None if standalone != question else context
-        parts_text = split_parts(standalone if context is None else question)
-        parts = [self.retriever.vocabulary.query(p, context) for p in parts_text]
-        timings["rewrite"] = _ms(t)
+        analysis, context, parts, retrieved = self.prepare(snapshot, text, turns, kinds, audiences, timings)
 
         t = time.perf_counter()
-        evidence = self._retrieve(parts, standalone, kinds, audiences, mode)
-        timings["retrieve"] = _ms(t)
-
-        t = time.perf_counter()
-        refused = self._unsupported(parts, evidence)
+        decision = decide(self.model, parts, snapshot, audience, personal=safety == "medical_advice")
         draft: Draft
-        if refused:
+        if not decision.answered:
             draft = Draft(claims=[], refused=True)
         elif self.llm is not None:
             draft = Draft(claims=[])
-            for piece in self.llm.stream(standalone, evidence, audience, self.corpus):
+            for piece in self.llm.stream(analysis.question, retrieved, audience, snapshot.corpus):
                 if isinstance(piece, Draft):
                     draft = piece
                 else:
                     yield piece
         else:
-            draft = self.extractive.answer(parts, evidence, audience, standalone, personal=safety == "medical_advice")
+            draft = self.extractive.answer(decision, snapshot)
         timings["answer"] = _ms(t)
 
         t = time.perf_counter()
-        sentences, citations, dropped = verify(draft, self.corpus)
+        verifier = Verifier(snapshot, self._matcher(snapshot), llm=self.llm)
+        sentences, citations, dropped = verifier.verify(draft)
         answerer = draft.answerer
-        if self.llm is not None and not refused and (not sentences or len(dropped) > len(sentences)):
+        if self.llm is not None and decision.answered and (not sentences or len(dropped) > len(sentences)):
             # Too little of the LLM's answer survived verification (or it declined although the
             # evidence covers the question): fall back to extraction.
-            fallback = self.extractive.answer(
-                parts, evidence, audience, standalone, personal=safety == "medical_advice"
-            )
-            sentences, citations, _ = verify(fallback, self.corpus)
-            draft = fallback
+            draft = self.extractive.answer(decision, snapshot)
+            sentences, citations, _ = verifier.verify(draft)
             answerer = "extractive (fallback)"
         timings["verify"] = _ms(t)
 
-        answer = Answer(
-            question=asked,
+        yield present(
+            asked=asked,
             audience=audience,
+            safety=safety,
+            draft=draft,
+            decision=decision,
             sentences=sentences,
             citations=citations,
-            lead=draft.lead if sentences else None,
-            safety=safety,
             dropped=dropped,
             answerer=answerer,
-            standalone_question=standalone if standalone != question else None,
+            standalone=analysis.question if context is None else f"{analysis.question} ({context})",
+            snapshot=snapshot,
+            timings=timings,
+            started=started,
         )
-        if not sentences:
-            answer.refused = True
-            answer.citations = []
-            answer.preamble = (
-                "The study material I answer from does not cover that, so I can't answer it. " + self.coverage_note()
+
+    def prepare(
+        self,
+        snapshot: Snapshot,
+        text: str,
+        turns: list[Turn],
+        kinds: Sequence[str] | None = None,
+        audiences: Sequence[str] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> tuple[Analysis, str | None, list[PartEvidence], list[Evidence]]:
+        """Analyse a (triaged) question and gather each part's evidence with its features."""
+        timings = {} if timings is None else timings
+        t = time.perf_counter()
+        analysis = analyse(snapshot.vocabulary.correct_text(strip_instructions(text)))
+        context = self._context(analysis, turns)
+        if self.llm is not None and context is not None:
+            condensed = self.llm.condense(analysis.question, turns)
+            if condensed:
+                analysis, context = analyse(condensed), None
+        timings["analyse"] = _ms(t)
+        t = time.perf_counter()
+        parts, retrieved = self.evidence(snapshot, analysis, context, kinds, audiences)
+        timings["retrieve"] = _ms(t)
+        return analysis, context, parts, retrieved
+
+    def evidence(
+        self,
+        snapshot: Snapshot,
+        analysis: Analysis,
+        context: str | None,
+        kinds: Sequence[str] | None,
+        audiences: Sequence[str] | None,
+    ) -> tuple[list[PartEvidence], list[Evidence]]:
+        """Each part's candidate units with their features, and the retrieved chunks (for an LLM)."""
+        params = self.model.parameters
+        whole_text = analysis.question if context is None else f"{context} {analysis.question}"
+        texts = [whole_text] + [p.text if context is None else f"{context} {p.text}" for p in analysis.parts]
+        vectors = self.embedder.embed(texts)
+        retriever = snapshot.retriever
+        k = self.settings.retrieval_k
+        retrieved = retriever.retrieve(
+            snapshot.vocabulary.query(whole_text), k, kinds, audiences, query_vector=vectors[0]
+        )
+        allowed = _allowed_docs(snapshot, kinds, audiences)
+        matcher = self._matcher(snapshot)
+        context_words = key_words(context) if context else []
+        parts: list[PartEvidence] = []
+        for part, vector in zip(analysis.parts, vectors[1:], strict=True):
+            query = snapshot.vocabulary.query(part.text, context)
+            chunks = {e.chunk.id for e in retrieved}
+            if len(analysis.parts) > 1:
+                for e in retriever.retrieve(query, max(2, k // 2), kinds, audiences, query_vector=vector):
+                    chunks.add(e.chunk.id)
+                    if all(r.chunk.id != e.chunk.id for r in retrieved):
+                        retrieved.append(e)
+            rows: set[int] = set()
+            for chunk_id in chunks:
+                rows.update(u.row for u in snapshot.units_of_chunk.get(chunk_id, []))
+            if len(snapshot.unit_matrix):
+                similarity = snapshot.unit_matrix @ vector
+                for row in np.argsort(-similarity)[: params.dense_candidates]:
+                    rows.add(int(row))
+            units = [snapshot.units[r] for r in sorted(rows) if snapshot.units[r].doc.id in allowed]
+            evidence = PartEvidence(part.text, part.answer_type, query, vector, units, retrieved_chunks=chunks)
+            compute_features(
+                snapshot, matcher, evidence, context_words, params.synonym_credit, params.heading_credit
             )
-        if safety == "medical_advice":
-            answer.preamble = ADVICE_MESSAGE + ("\n\n" + answer.preamble if answer.preamble else "")
-        if sentences:
-            answer.notices.extend(draft.notes)
-        if audience == "patient":
-            answer.notices.append(PATIENT_FOOTER)
-        timings["total"] = _ms(started)
-        answer.timings_ms = timings
-        yield answer
+            parts.append(evidence)
+        return parts, retrieved
 
-    def ranked_docs(self, question: str, history: Sequence[Turn] | None, mode: Mode, k: int = 5) -> list[str]:
-        """Distinct documents in retrieval order, for measuring retrieval alone."""
-        context = self._context(question, _turns(history))
-        standalone = question if context is None else f"{question} ({context})"
-        query = self.retriever.vocabulary.query(question, context)
-        out: list[str] = []
-        for e in self.retriever.retrieve(
-            query, k * 4, mode=mode, query_vector=None if mode == "lexical" else self.retriever.embed_query(standalone)
-        ):
-            if e.doc.id not in out:
-                out.append(e.doc.id)
-        return out[:k]
+    def _matcher(self, snapshot: Snapshot) -> WordMatcher:
+        matcher = getattr(snapshot, "_matcher", None)
+        if matcher is None:
+            matcher = WordMatcher(snapshot, self.embedder)
+            snapshot._matcher = matcher  # type: ignore[attr-defined]
+        return matcher
 
-    def _context(self, question: str, turns: list[Turn]) -> str | None:
+    @staticmethod
+    def _context(analysis: Analysis, turns: list[Turn]) -> str | None:
         """The earlier question a follow-up leans on, if it leans on one."""
         previous = [t.content for t in turns if t.role == "user"]
         if not previous:
             return None
-        if DEPENDENT.search(question) or len(terms(question)) <= 2:
-            return previous[-1]
+        question = analysis.question
+        # "What was the dose?" names what it asks about and stands alone; "what about them?" and
+        # "why?" do not.
+        if DEPENDENT.search(question) or not key_words(question):
+            return strip_markup(previous[-1])
         return None
 
-    def _retrieve(
-        self,
-        parts: list[Any],
-        standalone: str,
-        kinds: Sequence[str] | None,
-        audiences: Sequence[str] | None,
-        mode: Mode,
-    ) -> list[Evidence]:
-        k = self.settings.retrieval_k
-        vector = None if mode == "lexical" else self.retriever.embed_query(standalone)
-        whole = self.retriever.vocabulary.query(standalone)
-        evidence = self.retriever.retrieve(whole, k, kinds, audiences, mode, query_vector=vector)
-        extra: list[Evidence] = []
-        if len(parts) > 1:
-            for part in parts:
-                extra += self.retriever.retrieve(part, max(2, k // 2), kinds, audiences, mode)
-        fields = self.retriever.vocabulary.field_scores(standalone)
-        if fields:
-            # A question about a registry-style field is answered from the sentence stating it.
-            top = max(fields.values())
-            by_id = {e.chunk.id: e for e in evidence}
-            for name in (n for n, s in fields.items() if s == top):
-                for chunk in self.corpus.field_chunks(name):
-                    doc = self.corpus.docs[chunk.doc_id]
-                    if (
-                        chunk.id not in by_id
-                        and (not kinds or doc.kind in kinds)
-                        and (not audiences or doc.audience in audiences)
-                    ):
-                        extra.append(Evidence(chunk=chunk, doc=doc, score=0.0, dense=None, lexical=0.0))
-        caveat_kind, caveat_words = caveats()
-        if caveat_words & set(words(standalone)) and (not kinds or caveat_kind in kinds):
-            # "Does it work?" is answered with what the study cannot show, so fetch that too.
-            extra += self.retriever.retrieve(whole, 2, [caveat_kind], audiences, mode, query_vector=vector)
-        seen = {e.chunk.id for e in evidence}
-        for e in extra:
-            if e.chunk.id not in seen:
-                evidence.append(e)
-                seen.add(e.chunk.id)
-        return evidence
 
-    def _unsupported(self, parts: list[Any], evidence: list[Evidence]) -> bool:
-        if not evidence:
-            return True
-        coverage = self.extractive.best_coverage(parts, evidence)
-        if coverage < MIN_COVERAGE:
-            return True
-        # A number the question asks about ("phase 2", "five years") that the material nowhere
-        # states near the same words.
-        passages = self.corpus.term_sequences
-        for part in parts:
-            seq = part.sequence
-            for i, term in enumerate(seq):
-                if not term.isdigit() or f"pct{term}" in part.weights:
-                    continue
-                neighbours = {seq[j] for j in (i - 1, i + 1) if 0 <= j < len(seq)}
-                if not any(_near(p, term, neighbours) for p in passages):
-                    return True
-        return False
+def validate(question: str) -> str:
+    if not isinstance(question, str):
+        raise QuestionError("the question must be text")
+    if len(question) > MAX_QUESTION_CHARS * 4:
+        raise QuestionError(f"the question is longer than {MAX_QUESTION_CHARS} characters")
+    question = clean_input(question)
+    if not question:
+        raise QuestionError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionError(f"the question is longer than {MAX_QUESTION_CHARS} characters")
+    return question
 
 
-def _near(sequence: list[str], number: str, neighbours: set[str], window: int = 3) -> bool:
-    """Does ``number`` occur in ``sequence`` within ``window`` terms of one of ``neighbours``?"""
-    for i, term in enumerate(sequence):
-        if term == number and (not neighbours or neighbours & set(sequence[max(0, i - window) : i + window + 1])):
-            return True
-    return False
+def _allowed_docs(snapshot: Snapshot, kinds: Sequence[str] | None, audiences: Sequence[str] | None) -> set[str]:
+    return {
+        d.id
+        for d in snapshot.corpus.docs.values()
+        if (not kinds or d.kind in kinds) and (not audiences or d.audience in audiences)
+    }
 
 
 def _turns(history: Sequence[Turn | dict[str, str]] | None) -> list[Turn]:
@@ -342,16 +328,13 @@ def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000
 
 
-def _join(items: list[str]) -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
-
-
 def build_pipeline(settings: Settings, embedder: Embedder | None = None) -> Pipeline:
     from assistant.offline import go_offline
 
     go_offline()
+    from assistant.settings import apply_kinds
+
+    apply_kinds(settings)
     if not db_path(settings).exists():
         raise IndexMissing(f"no index at {settings.index_dir}; run `assistant ingest` (or `make run`) first")
     store = VectorStore(settings)
@@ -363,4 +346,4 @@ def build_pipeline(settings: Settings, embedder: Embedder | None = None) -> Pipe
     return Pipeline(settings, embedder or make_embedder(settings), store, llm)
 
 
-__all__ = ["Answer", "IndexMissing", "Pipeline", "QuestionError", "Turn", "build_pipeline"]
+__all__ = ["Answer", "Decision", "IndexMissing", "Pipeline", "QuestionError", "Turn", "build_pipeline"]

@@ -6,7 +6,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from assistant.documents import KIND_LABELS, Document
+from assistant.documents import Document
+from assistant.kinds import kind_label
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def _append(out: list[Sentence], text: str, start: int, end: int) -> None:
 
 def _header(doc: Document, headings: tuple[str, ...]) -> str:
     # The kind label ("News article", "Registry") lets a question name the kind of source.
-    label = KIND_LABELS.get(doc.kind, doc.kind)
+    label = kind_label(doc.kind)
     return "\n".join([f"{doc.title} ({label})", *headings]) + "\n"
 
 

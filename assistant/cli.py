@@ -28,9 +28,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
 
-    p = sub.add_parser("eval", help="run the question set and print quality figures")
-    p.add_argument("--set", dest="set_path", type=Path, default=None)
+    p = sub.add_parser("eval", help="run the question sets (tests/eval) and print quality figures")
+    p.add_argument("--corpus", action="append", help="a folder of tests/eval (default: all)")
+    p.add_argument("--split", choices=["dev", "test", "all"], default="dev")
+    p.add_argument("--claims", action="store_true", help="run the claim suites through the verifier instead")
+    p.add_argument("--failures", action="store_true", help="list the failed dev questions")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("calibrate", help="fit the decision model and the verifier's threshold on the dev splits")
+    p.add_argument("--verifier-only", action="store_true", help="fit only the verifier's threshold")
 
     p = sub.add_parser("bench", help="measure speed and memory")
     p.add_argument("what", choices=["ingest", "ask"])
@@ -49,7 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"assistant: {exc}", file=sys.stderr)
         return 2
-    handler = {"ingest": _ingest, "ask": _ask, "serve": _serve, "eval": _eval, "bench": _bench}[args.command]
+    handler = {
+        "ingest": _ingest,
+        "ask": _ask,
+        "serve": _serve,
+        "eval": _eval,
+        "calibrate": _calibrate,
+        "bench": _bench,
+    }[args.command]
     try:
         return handler(settings, args)
     except KeyboardInterrupt:
@@ -109,9 +122,20 @@ def _serve(settings, args) -> int:
 
 
 def _eval(settings, args) -> int:
+    splits = ["dev", "test"] if args.split == "all" else [args.split]
+    if args.claims:
+        from assistant.evaluate import claims_main
+
+        return claims_main(settings, args.corpus, splits, args.json)
     from assistant.evaluate import main as eval_main
 
-    return eval_main(settings, args.set_path, args.json)
+    return eval_main(settings, args.corpus, splits, args.json, args.failures)
+
+
+def _calibrate(settings, args) -> int:
+    from assistant.calibrate import main as calibrate_main
+
+    return calibrate_main(settings, args.verifier_only)
 
 
 def _bench(settings, args) -> int:

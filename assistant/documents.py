@@ -11,27 +11,10 @@ from typing import Any
 
 import yaml
 
-KINDS = (
-    "paper-summary",
-    "registry",
-    "case-report",
-    "news",
-    "glossary",
-    "faq",
-    "limitations",
-    "document",
-)
+from assistant.kinds import kinds
+
+KINDS = tuple(kinds())  # the shipped kinds (data/kinds.yaml); settings may add more
 AUDIENCES = ("patient", "clinician", "both")
-KIND_LABELS = {
-    "paper-summary": "Trial paper summary",
-    "registry": "Registry",
-    "case-report": "Case report",
-    "news": "News article",
-    "glossary": "Glossary",
-    "faq": "Patient FAQ",
-    "limitations": "Limitations",
-    "document": "Document",
-}
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
@@ -193,8 +176,10 @@ def _make_document(
     first_heading = next((b.headings[0] for b in blocks if b.headings), None)
     title = _one_line(meta.get("title") or title_hint or first_heading or path.stem.replace("-", " ").replace("_", " "))
     kind = str(meta.get("kind") or "document")
-    if kind not in KINDS:
-        raise LoadError(f"kind {kind!r} is not one of: " + ", ".join(KINDS))
+    if kind not in kinds():
+        raise LoadError(
+            f"kind {kind!r} is not one of: " + ", ".join(kinds()) + " (add your own with ASSISTANT_EXTRA_KINDS)"
+        )
     audience = str(meta.get("audience") or "both")
     if audience not in AUDIENCES:
         raise LoadError(f"audience {audience!r} is not one of: " + ", ".join(AUDIENCES))

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import re
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
+from assistant.errors import UserError
 from assistant.settings import PACKAGED_MODEL, Settings
 
 
-class ModelError(RuntimeError):
+class ModelError(UserError):
     """The embedding model is missing or is not the file it should be."""
 
 
@@ -28,6 +30,12 @@ class Embedder(Protocol):
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
+        ...
+
+    def embed_with_spans(
+        self, texts: list[str], spans: list[list[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Each text's vector and, from the same pass, a unit-length vector per character span of it."""
         ...
 
 
@@ -76,6 +84,7 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         self.name = name
+        self._model_dir = model_dir
         self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
         self._encode_lock = threading.Lock()
         self._counting_json = self._model.tokenizer.backend_tokenizer.to_str()
@@ -97,6 +106,16 @@ class SentenceTransformerEmbedder:
     def count_tokens(self, text: str) -> int:
         return len(self._counting_tokenizer().encode(text, add_special_tokens=False).ids)
 
+    @functools.cached_property
+    def english_words(self) -> frozenset[str]:
+        """The whole words of the model's WordPiece vocabulary: a list of English words, used to
+        tell a misspelling from a word the material happens not to use."""
+        vocab = self._model_dir / "vocab.txt"
+        if not vocab.is_file():
+            return frozenset()
+        lines = vocab.read_text(encoding="utf-8").splitlines()
+        return frozenset(w for w in lines if w.isalpha() and w.islower() and len(w) > 1)
+
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
@@ -106,9 +125,49 @@ class SentenceTransformerEmbedder:
             )
         return np.asarray(vectors, dtype=np.float32)
 
+    def embed_with_spans(
+        self, texts: list[str], spans: list[list[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One pass of the model per text: the text's vector (mean of its token vectors, as the
+        model pools) and each span's vector (mean of the token vectors inside the span). The span
+        vectors cost nothing extra, so ingest can store a vector per sentence at the rate of
+        embedding chunks."""
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32), []
+        with self._encode_lock:
+            outputs = cast(
+                "list[dict[str, Any]]",
+                self._model.encode(texts, batch_size=32, output_value=None, show_progress_bar=False),
+            )
+        tokenizer = self._counting_tokenizer()
+        whole = np.zeros((len(texts), outputs[0]["token_embeddings"].shape[-1]), dtype=np.float32)
+        parts: list[np.ndarray] = []
+        for row, (text, out, wanted) in enumerate(zip(texts, outputs, spans, strict=True)):
+            tokens = out["token_embeddings"].float().numpy()
+            mask = out["attention_mask"].numpy().astype(bool)
+            tokens = tokens[mask]
+            whole[row] = _unit(tokens.mean(axis=0))
+            offsets = tokenizer.encode(text, add_special_tokens=True).offsets[: len(tokens)]
+            starts = np.array([a for a, _b in offsets])
+            ends = np.array([b for _a, b in offsets])
+            real = ends > starts  # [CLS] and [SEP] have empty offsets
+            vectors = np.zeros((len(wanted), whole.shape[1]), dtype=np.float32)
+            for i, (start, end) in enumerate(wanted):
+                inside = real & (starts >= start) & (ends <= end)
+                vectors[i] = _unit(tokens[inside].mean(axis=0)) if inside.any() else whole[row]
+            parts.append(vectors)
+        return whole, parts
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm if norm else vector).astype(np.float32)
+
 
 class HashEmbedder:
     """A deterministic bag-of-words embedder for fast unit tests; not for real use."""
+
+    english_words: frozenset[str] = frozenset()
 
     def __init__(self, dim: int = 64, max_tokens: int = 254) -> None:
         self.name = f"hash-{dim}"
@@ -127,6 +186,12 @@ class HashEmbedder:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         return out / norms
+
+    def embed_with_spans(
+        self, texts: list[str], spans: list[list[tuple[int, int]]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        parts = [self.embed([text[a:b] for a, b in wanted]) for text, wanted in zip(texts, spans, strict=True)]
+        return self.embed(texts), parts
 
 
 def make_embedder(settings: Settings) -> Embedder:

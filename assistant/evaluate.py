@@ -1,9 +1,17 @@
-"""`assistant eval`: the question set through the same pipeline, with quality figures."""
+"""`assistant eval`: question sets through the same pipeline, with quality figures per corpus,
+split and style.
+
+A corpus is a folder of tests/eval/: `celltop` answers from the shipped corpus, every other folder
+from its own `corpus/` (ingested into a temporary index, as a clinic's documents would be).
+"""
 
 from __future__ import annotations
 
 import json
 import re
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,19 +19,19 @@ from typing import Any
 import yaml
 
 from assistant.answer.types import Answer
-from assistant.chain import Pipeline, Turn, build_pipeline
-from assistant.retrieval import Mode
 from assistant.settings import Settings
 from assistant.text import numbers
 
-DEFAULT_SET = Path("tests/questions.yaml")
-MODES: tuple[Mode, ...] = ("lexical", "dense", "hybrid")
+EVAL_DIR = Path("tests/eval")
+SHIPPED = "celltop"
+SPLITS = ("dev", "test")
 
 
 @dataclass
 class Case:
     id: str
     question: str
+    style: str = "plain"
     audience: str = "patient"
     history: list[dict[str, str]] = field(default_factory=list)
     docs: list[str] = field(default_factory=list)
@@ -32,10 +40,11 @@ class Case:
     refused: bool = False
     safety: str | None = None
     lead: str | None = None
+    partial: bool = False
 
 
 def load_cases(path: Path) -> list[Case]:
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or []
     cases = []
     for item in raw:
         item = dict(item)
@@ -44,10 +53,28 @@ def load_cases(path: Path) -> list[Case]:
     return cases
 
 
+def corpora(root: Path = EVAL_DIR) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "questions-dev.yaml").exists())
+
+
+def corpus_dir(name: str, root: Path = EVAL_DIR) -> Path:
+    return Path("corpus") if name == SHIPPED else root / name / "corpus"
+
+
+def content_problems(case: Case, answer: Answer) -> list[str]:
+    text = answer.text.lower()
+    problems = [f"missing {s!r}" for s in case.contains if s.lower() not in text]
+    if case.any and not any(s.lower() in text for s in case.any):
+        problems.append(f"none of {case.any}")
+    cited = {c.doc_id for c in answer.citations}
+    if case.docs and not cited & set(case.docs):
+        problems.append(f"cited {sorted(cited)}, expected one of {case.docs}")
+    return problems
+
+
 def check(case: Case, answer: Answer) -> list[str]:
     """What is wrong with an answer for this case (empty when it passes)."""
     problems = []
-    text = answer.text.lower()
     if answer.safety != case.safety:
         problems.append(f"safety {answer.safety!r}, expected {case.safety!r}")
     if case.safety in ("emergency", "crisis"):
@@ -56,18 +83,17 @@ def check(case: Case, answer: Answer) -> list[str]:
         problems.append(f"refused={answer.refused}, expected {case.refused}")
     if case.refused:
         return problems
-    problems += [f"missing {s!r}" for s in case.contains if s.lower() not in text]
-    if case.any and not any(s.lower() in text for s in case.any):
-        problems.append(f"none of {case.any}")
-    cited = {c.doc_id for c in answer.citations}
-    if case.docs and not cited & set(case.docs):
-        problems.append(f"cited {sorted(cited)}, expected one of {case.docs}")
+    if case.safety == "medical_advice" and not (case.any or case.contains):
+        return problems
+    problems += content_problems(case, answer)
     if case.lead and answer.lead != case.lead:
         problems.append(f"lead {answer.lead!r}, expected {case.lead!r}")
+    if case.partial and not getattr(answer, "uncovered", None):
+        problems.append("does not say which part the material does not cover")
     return problems
 
 
-def citation_problems(answer: Answer, pipeline: Pipeline) -> list[str]:
+def citation_problems(answer: Answer, chunk_text: Callable[[str], str | None]) -> list[str]:
     problems = []
     ids = {c.id for c in answer.citations}
     for marker in re.findall(r"\[(\d+)\]", answer.body):
@@ -77,8 +103,8 @@ def citation_problems(answer: Answer, pipeline: Pipeline) -> list[str]:
         if not sentence.cites:
             problems.append(f"uncited sentence: {sentence.text}")
     for c in answer.citations:
-        chunk = pipeline.corpus.by_id.get(c.chunk_id)
-        if chunk is None or chunk.text[c.quote_start : c.quote_end] != c.quote or c.quote not in chunk.text:
+        text = chunk_text(c.chunk_id)
+        if text is None or text[c.quote_start : c.quote_end] != c.quote:
             problems.append(f"quote [{c.id}] is not verbatim in its passage")
     return problems
 
@@ -109,85 +135,178 @@ def reading_grade(text: str) -> float:
     return 0.39 * len(tokens) / sentences + 11.8 * syllables / len(tokens) - 15.59
 
 
-def run(pipeline: Pipeline, cases: list[Case]) -> dict[str, Any]:
+def outcome(case: Case, answer: Answer, problems: list[str]) -> str:
+    """passed | refused_wrongly | answered_wrongly (should refuse) | wrong_topic | safety | other."""
+    if not problems:
+        return "passed"
+    if answer.safety != case.safety:
+        return "safety"
+    if case.refused and not answer.refused:
+        return "answered_wrongly"
+    if answer.refused and not case.refused:
+        return "refused_wrongly"
+    if not answer.refused and not case.refused and content_problems(case, answer):
+        return "wrong_topic"  # true quotes that answer a different question
+    return "other"
+
+
+def run(ask: Callable[[Case], Answer], cases: list[Case], chunk_text: Callable[[str], str | None]) -> dict[str, Any]:
     results = []
-    retrieval: dict[str, list[float]] = {m: [] for m in MODES}
-    citation_total = citation_bad = number_total = number_bad = 0
-    grades = []
-    tp = fp = fn = 0
     for case in cases:
-        history = [Turn(h["role"], h["content"]) for h in case.history]
-        answer = pipeline.ask(case.question, audience=case.audience, history=history)  # type: ignore[arg-type]
+        answer = ask(case)
         problems = check(case, answer)
-        cit = citation_problems(answer, pipeline)
-        num = number_problems(answer)
-        citation_total += 1
-        number_total += 1
-        citation_bad += bool(cit)
-        number_bad += bool(num)
-        problems += cit + num
-        if case.refused and answer.refused:
-            tp += 1
-        elif answer.refused and not case.refused and case.safety not in ("emergency", "crisis"):
-            fp += 1
-        elif case.refused and not answer.refused:
-            fn += 1
-        if case.audience == "patient" and answer.sentences and not answer.refused:
-            grades.append(reading_grade(answer.body_plain))
-        if case.docs and not case.refused and case.safety not in ("emergency", "crisis"):
-            for mode in MODES:
-                ranked = pipeline.ranked_docs(case.question, history, mode)
-                rank = next((i + 1 for i, d in enumerate(ranked) if d in case.docs), None)
-                retrieval[mode].append(1.0 / rank if rank else 0.0)
-                retrieval.setdefault(f"{mode}@5", []).append(1.0 if rank and rank <= 5 else 0.0)
+        problems += citation_problems(answer, chunk_text) + number_problems(answer)
         results.append(
             {
                 "id": case.id,
+                "style": case.style,
                 "question": case.question,
                 "passed": not problems,
+                "outcome": outcome(case, answer, problems),
                 "problems": problems,
                 "answer": answer.text,
+                "expected_refusal": case.refused,
+                "refused": answer.refused,
+                "safety_case": case.safety in ("emergency", "crisis"),
+                "grade": reading_grade(answer.body_plain)
+                if case.audience == "patient" and answer.sentences and not answer.refused
+                else None,
                 "ms": round(answer.timings_ms.get("total", 0.0), 1),
             }
         )
-    passed = sum(1 for r in results if r["passed"])
-
-    def mean(values: list[float]) -> float:
-        return round(sum(values) / len(values), 4) if values else 0.0
-
-    return {
-        "questions": len(cases),
-        "passed": passed,
-        "pass_rate": round(passed / len(cases), 4) if cases else 0.0,
-        "retrieval": {m: {"recall@5": mean(retrieval[f"{m}@5"]), "mrr": mean(retrieval[m])} for m in MODES},
-        "citation_integrity": round(1 - citation_bad / citation_total, 4) if citation_total else 1.0,
-        "number_grounding": round(1 - number_bad / number_total, 4) if number_total else 1.0,
-        "refusal": {
-            "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
-            "recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
-        },
-        "patient_reading_grade": mean(grades),
-        "results": results,
-    }
+    return summarize(results)
 
 
-def main(settings: Settings, set_path: Path | None, as_json: bool) -> int:
-    pipeline = build_pipeline(settings)
-    report = run(pipeline, load_cases(set_path or DEFAULT_SET))
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        judged = [r for r in rows if not r["safety_case"]]
+        tp = sum(1 for r in judged if r["expected_refusal"] and r["refused"])
+        fp = sum(1 for r in judged if r["refused"] and not r["expected_refusal"])
+        fn = sum(1 for r in judged if r["expected_refusal"] and not r["refused"])
+        passed = sum(1 for r in rows if r["passed"])
+        return {
+            "questions": len(rows),
+            "passed": passed,
+            "pass_rate": round(passed / len(rows), 4) if rows else 0.0,
+            "refusal_precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+            "refusal_recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
+            "wrong_topic": sum(1 for r in rows if r["outcome"] in ("wrong_topic", "answered_wrongly")),
+        }
+
+    styles = sorted({r["style"] for r in results})
+    grades = [r["grade"] for r in results if r["grade"] is not None]
+    report = figures(results)
+    report["wrong_topic_rate"] = round(report["wrong_topic"] / len(results), 4) if results else 0.0
+    report["by_style"] = {s: figures([r for r in results if r["style"] == s]) for s in styles}
+    report["patient_reading_grade"] = round(sum(grades) / len(grades), 2) if grades else 0.0
+    report["results"] = results
+    return report
+
+
+@contextmanager
+def corpus_pipeline(settings: Settings, name: str, root: Path = EVAL_DIR) -> Iterator[Any]:
+    """A pipeline over the corpus ``name``, indexed into a temporary data dir."""
+    from assistant.chain import build_pipeline
+    from assistant.embeddings import make_embedder
+    from assistant.ingest import ingest
+
+    embedder = make_embedder(settings)
+    with tempfile.TemporaryDirectory(prefix=f"eval-{name}-") as tmp:
+        local = settings.model_copy(
+            update={"data_dir": Path(tmp), "corpus_dir": corpus_dir(name, root), "chroma_url": None}
+        )
+        report = ingest(local, embedder, progress=False)
+        if report.skipped:
+            raise RuntimeError(f"corpus {name}: files were skipped: {report.skipped}")
+        yield build_pipeline(local, embedder=embedder)
+
+
+def split_files(name: str, split: str, root: Path = EVAL_DIR) -> list[Path]:
+    """A split's question files: `questions-dev.yaml` plus any `questions-dev-*.yaml` (older dev sets)."""
+    folder = root / name
+    return [folder / f"questions-{split}.yaml", *sorted(folder.glob(f"questions-{split}-*.yaml"))]
+
+
+def load_split(name: str, split: str, root: Path = EVAL_DIR) -> list[Case]:
+    return [case for path in split_files(name, split, root) if path.exists() for case in load_cases(path)]
+
+
+def evaluate_corpus(pipeline: Any, name: str, split: str, root: Path = EVAL_DIR) -> dict[str, Any]:
+    from assistant.chain import Turn
+
+    cases = load_split(name, split, root)
+
+    def ask(case: Case) -> Answer:
+        history = [Turn(h["role"], h["content"]) for h in case.history]
+        answer: Answer = pipeline.ask(case.question, audience=case.audience, history=history)
+        return answer
+
+    def chunk_text(chunk_id: str) -> str | None:
+        chunk = pipeline.chunk(chunk_id)
+        return None if chunk is None else chunk.text
+
+    report = run(ask, cases, chunk_text)
+    report.update({"corpus": name, "split": split})
+    return report
+
+
+def print_report(report: dict[str, Any], show_failures: bool) -> None:
+    if show_failures:
+        for r in report["results"]:
+            if not r["passed"]:
+                print(f"FAIL {r['id']} [{r['outcome']}]: {r['question']}\n     {'; '.join(r['problems'])}")
+                print(f"     {r['answer'][:300]!r}")
+    print(
+        f"{report['corpus']}/{report['split']}: pass {report['passed']}/{report['questions']} = "
+        f"{report['pass_rate']:.1%}; refusal precision {report['refusal_precision']:.2f} recall "
+        f"{report['refusal_recall']:.2f}; wrong-topic {report['wrong_topic']} ({report['wrong_topic_rate']:.1%}); "
+        f"patient reading grade {report['patient_reading_grade']:.1f}"
+    )
+    for style, f in report["by_style"].items():
+        print(
+            f"    {style:<12} {f['passed']:>3}/{f['questions']:<3} refusal P {f['refusal_precision']:.2f}"
+            f" R {f['refusal_recall']:.2f}  wrong-topic {f['wrong_topic']}"
+        )
+
+
+def main(settings: Settings, names: list[str] | None, splits: list[str], as_json: bool, failures: bool) -> int:
+    reports = []
+    for name in names or corpora():
+        with corpus_pipeline(settings, name) as pipeline:
+            for split in splits:
+                report = evaluate_corpus(pipeline, name, split)
+                reports.append(report)
+                if not as_json:
+                    # Failures are shown for dev splits only: reading a test split's failures is tuning on it.
+                    print_report(report, failures and split == "dev")
     if as_json:
-        print(json.dumps(report))
-        return 0
-    for r in report["results"]:
-        if not r["passed"]:
-            print(f"FAIL {r['id']}: {r['question']}\n     {'; '.join(r['problems'])}\n     {r['answer'][:300]!r}")
-    print(f"pass rate            {report['passed']}/{report['questions']} = {report['pass_rate']:.1%}")
-    print("retrieval            recall@5   MRR   (expected document)")
-    for mode in MODES:
-        figures = report["retrieval"][mode]
-        print(f"  {mode:<18} {figures['recall@5']:.3f}   {figures['mrr']:.3f}")
-    print(f"citation integrity   {report['citation_integrity']:.1%}")
-    print(f"number grounding     {report['number_grounding']:.1%}")
-    refusal = report["refusal"]
-    print(f"refusal              precision {refusal['precision']:.2f}  recall {refusal['recall']:.2f}")
-    print(f"patient reading grade (Flesch-Kincaid) {report['patient_reading_grade']:.1f}")
+        print(json.dumps(reports))
+    return 0
+
+
+def claims_main(settings: Settings, names: list[str] | None, splits: list[str], as_json: bool) -> int:
+    from assistant.claims import evaluate_claims, load_claims
+
+    reports = []
+    for name in names or corpora():
+        with corpus_pipeline(settings, name) as pipeline:
+            for split in splits:
+                path = EVAL_DIR / name / f"claims-{split}.yaml"
+                if not path.exists():
+                    continue
+                report = evaluate_claims(pipeline, load_claims(path))
+                report.update({"corpus": name, "split": split})
+                reports.append(report)
+                if not as_json:
+                    print(
+                        f"{name}/{split}: {report['claims']} claims; false shown {report['false_shown']},"
+                        f" false dropped {report['false_dropped']}; faithful kept {report['faithful_kept']},"
+                        f" faithful dropped {report['faithful_dropped']} ({report['faithful_kept_rate']:.0%} kept)"
+                    )
+                    if split == "dev":
+                        for row in report["rows"]:
+                            if row["kept"] != row["faithful"]:
+                                print(f"    {row['id']} ({row['edit']}): {row['reason']}")
+    if as_json:
+        print(json.dumps(reports))
     return 0

@@ -25,13 +25,16 @@ from filelock import FileLock, Timeout
 from assistant.chunking import Chunk, chunk_document
 from assistant.documents import Document, LoadError, load_document
 from assistant.embeddings import Embedder
+from assistant.errors import UserError
 from assistant.settings import Settings
 from assistant.store import ChunkDB, LexicalIndex, VectorStore
+from assistant.text import surface_words
+from assistant.units import embed_units
 
 EMBED_BATCH = 256
 
 
-class IngestBusy(RuntimeError):
+class IngestBusy(UserError):
     """Another ingest holds the lock."""
 
 
@@ -98,6 +101,9 @@ def ingest(
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
 ) -> IngestReport:
+    from assistant.settings import apply_kinds
+
+    apply_kinds(settings)
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.index_dir / ".ingest.lock"))
     try:
@@ -134,7 +140,8 @@ def _ingest_locked(
         stored = store.ids()
         if stored - committed:
             store.delete(stored - committed)
-        for doc_id in db.doc_of_chunks(committed - stored):
+        # A chunk whose unit vectors are missing (an index from before they existed) is embedded again.
+        for doc_id in db.doc_of_chunks(committed - (stored & db.unit_vector_ids())):
             db.forget_signature(doc_id)
 
         roots = [Path(p) for p in (paths or [settings.corpus_dir])]
@@ -190,7 +197,7 @@ def _ingest_locked(
             else:
                 todo.append((doc, abs_path, signature, previous is None))
 
-        present = store.ids()
+        present = store.ids() & db.unit_vector_ids()
         max_tokens = min(settings.chunk_size, embedder.max_tokens)
         bar = _progress(len(todo), progress)
         # Chunking (sentence splitting, token counting) runs in a worker thread ahead of the
@@ -215,17 +222,16 @@ def _ingest_locked(
         # then write each document in the crash-safe order described above.
         try:
             for batch in _batches(plans(), present, EMBED_BATCH):
-                texts = [c.embed_text for _plan, fresh in batch for c in fresh]
-                vectors = embedder.embed(texts) if texts else None
+                fresh_chunks = [c for _plan, fresh in batch for c in fresh]
+                vectors, units = embed_units(embedder, fresh_chunks)
                 offset = 0
                 for (doc, abs_path, signature, is_new, chunks), fresh in batch:
                     if fresh:
-                        assert vectors is not None
                         store.upsert(fresh, vectors[offset : offset + len(fresh)], doc.kind, doc.audience)
                         offset += len(fresh)
                         report.embedded_chunks += len(fresh)
                     old = db.chunk_ids(doc.id)
-                    db.replace_document(doc, abs_path, signature, chunks)
+                    db.replace_document(doc, abs_path, signature, chunks, {c.id: units[c.id] for c in fresh})
                     stale = old - {c.id for c in chunks}
                     if stale:
                         store.delete(stale)
@@ -243,6 +249,7 @@ def _ingest_locked(
             bar.close()
 
         stored_chunks = db.chunks()
+        _add_word_vectors(db, embedder, stored_chunks)
         LexicalIndex.build(stored_chunks).save(lexical_path(settings))
         report.documents = len(db.documents())
         report.chunks = len(stored_chunks)
@@ -250,6 +257,16 @@ def _ingest_locked(
         db.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _add_word_vectors(db: ChunkDB, embedder: Embedder, chunks: Sequence[Chunk]) -> None:
+    """A vector per word the material uses, so that a question's word can be matched to a word of
+    a sentence by meaning ("females" to "women"); only words not stored yet are embedded."""
+    known = set(db.word_vectors())
+    missing = sorted({w for c in chunks for w in surface_words(c.text)} - known)
+    for i in range(0, len(missing), 512):
+        batch = missing[i : i + 512]
+        db.add_word_vectors(batch, embedder.embed(batch))
 
 
 def _batches(plans: Iterable, present: set[str], full_size: int):

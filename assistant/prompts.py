@@ -10,6 +10,7 @@ PROMPTS = {
     "system_patient": {"evidence"},
     "system_clinician": {"evidence"},
     "condense": {"history", "question"},
+    "verify": {"passage", "sentence"},
 }
 
 

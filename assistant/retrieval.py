@@ -118,7 +118,7 @@ class Retriever:
         self.lexical = lexical
         self.store = store
         self.embedder = embedder
-        self.vocabulary = Vocabulary(corpus.words)
+        self.vocabulary = Vocabulary(corpus.words, getattr(embedder, "english_words", frozenset()))
         self._row = {chunk_id: i for i, chunk_id in enumerate(lexical.ids)}
         self._all_ids = {c.id for c in corpus.chunks}
 

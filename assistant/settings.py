@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from assistant.errors import UserError
 
 PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
 PACKAGED_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 ENV_PREFIX = "ASSISTANT_"
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting is unknown or has a value that cannot be used."""
 
 
@@ -52,6 +54,11 @@ class Settings(BaseSettings):
         description="Origins allowed to frame /widget (CSP frame-ancestors and CORS); empty = same origin only.",
     )
     ingest_wait_s: float = Field(0.0, ge=0, description="How long a second ingest waits for a running one.")
+    extra_kinds: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='A clinic\'s own kinds of document, as JSON: {"leaflet": {"label": "Patient leaflet", "trust": 0.9}}'
+        " (fields as in assistant/data/kinds.yaml).",
+    )
 
     @field_validator("chroma_url", "llm_base_url", "embedding_sha256", mode="before")
     @classmethod
@@ -82,6 +89,18 @@ def load_settings(**overrides: object) -> Settings:
                     f"unknown setting {key}; known: " + ", ".join(sorted(ENV_PREFIX + k for k in known))
                 )
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
+    apply_kinds(settings)
+    return settings
+
+
+def apply_kinds(settings: Settings) -> None:
+    """Make the clinic's own kinds (ASSISTANT_EXTRA_KINDS) known to loading and answering."""
+    from assistant.kinds import register_kinds
+
+    try:
+        register_kinds(settings.extra_kinds)
+    except ValueError as exc:
+        raise SettingsError(f"ASSISTANT_EXTRA_KINDS: {exc}") from exc

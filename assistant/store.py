@@ -18,11 +18,12 @@ import numpy as np
 
 from assistant.chunking import Chunk
 from assistant.documents import Document
+from assistant.errors import UserError
 from assistant.settings import Settings
 from assistant.text import terms
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError):
     """The index cannot be opened or reached."""
 
 
@@ -51,6 +52,12 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS word_vectors (word TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS unit_vectors (
+    chunk_id TEXT PRIMARY KEY,
+    spans TEXT NOT NULL,
+    vectors BLOB NOT NULL
+);
 """
 
 
@@ -85,6 +92,32 @@ class ChunkDB:
         wanted = set(ids)
         return {r[1] for r in self._conn.execute("SELECT id, doc_id FROM chunks") if r[0] in wanted}
 
+    def unit_vector_ids(self) -> set[str]:
+        return {r[0] for r in self._conn.execute("SELECT chunk_id FROM unit_vectors")}
+
+    def unit_vectors(self) -> dict[str, tuple[list[tuple[int, int]], np.ndarray]]:
+        """Per committed chunk: its unit spans and one vector per unit (rows of float32)."""
+        out: dict[str, tuple[list[tuple[int, int]], np.ndarray]] = {}
+        rows = self._conn.execute(
+            "SELECT u.chunk_id, u.spans, u.vectors FROM unit_vectors u JOIN chunks c ON c.id = u.chunk_id"
+        )
+        for chunk_id, spans, blob in rows:
+            pairs = [(int(a), int(b)) for a, b in json.loads(spans)]
+            vectors = np.frombuffer(blob, dtype=np.float32)
+            # Two rows per unit (see units.embed_units): in context, then alone.
+            out[chunk_id] = (pairs, vectors.reshape(2 * len(pairs), -1) if pairs else vectors.reshape(0, 0))
+        return out
+
+    def word_vectors(self) -> dict[str, np.ndarray]:
+        return {w: np.frombuffer(v, dtype=np.float32) for w, v in self._conn.execute("SELECT word, vector FROM word_vectors")}
+
+    def add_word_vectors(self, words: Sequence[str], vectors: np.ndarray) -> None:
+        with self._conn:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO word_vectors(word, vector) VALUES (?,?)",
+                [(w, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for w, v in zip(words, vectors, strict=True)],
+            )
+
     def chunks(self) -> list[StoredChunk]:
         rows = self._conn.execute(
             "SELECT id, doc_id, ordinal, text, start, end_, headings, page, embed_text FROM chunks"
@@ -92,8 +125,21 @@ class ChunkDB:
         )
         return [StoredChunk(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), r[7], r[8]) for r in rows]
 
-    def replace_document(self, doc: Document, abs_path: str, signature: str, chunks: Sequence[Chunk]) -> None:
+    def replace_document(
+        self,
+        doc: Document,
+        abs_path: str,
+        signature: str,
+        chunks: Sequence[Chunk],
+        unit_vectors: dict[str, tuple[list[tuple[int, int]], np.ndarray]] | None = None,
+    ) -> None:
+        """Commit one document: its row, its chunks and the unit vectors of its new chunks, together."""
         with self._conn:
+            for chunk_id, (spans, vectors) in (unit_vectors or {}).items():
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO unit_vectors(chunk_id, spans, vectors) VALUES (?,?,?)",
+                    (chunk_id, json.dumps(spans), np.ascontiguousarray(vectors, dtype=np.float32).tobytes()),
+                )
             self._conn.execute("DELETE FROM chunks WHERE doc_id=?", (doc.id,))
             self._conn.execute(
                 "INSERT OR REPLACE INTO documents(id, path, abs_path, signature, meta) VALUES (?,?,?,?,?)",
@@ -107,12 +153,17 @@ class ChunkDB:
                     for c in chunks
                 ],
             )
+            self._drop_orphan_vectors()
             self._bump()
+
+    def _drop_orphan_vectors(self) -> None:
+        self._conn.execute("DELETE FROM unit_vectors WHERE chunk_id NOT IN (SELECT id FROM chunks)")
 
     def delete_document(self, doc_id: str) -> None:
         with self._conn:
             self._conn.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
             self._conn.execute("DELETE FROM documents WHERE id=?", (doc_id,))
+            self._drop_orphan_vectors()
             self._bump()
 
     def forget_signature(self, doc_id: str) -> None:
@@ -123,6 +174,7 @@ class ChunkDB:
         with self._conn:
             self._conn.execute("DELETE FROM chunks")
             self._conn.execute("DELETE FROM documents")
+            self._conn.execute("DELETE FROM unit_vectors")
             self._bump()
 
     def _bump(self) -> None:
@@ -216,7 +268,7 @@ class VectorStore:
 
 
 # Bump when the way text becomes terms changes, so saved BM25 indexes are rebuilt.
-LEXICAL_VERSION = "2"
+LEXICAL_VERSION = "3"
 
 
 def fingerprint(ids: Sequence[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -57,8 +58,11 @@ class Query:
 
 
 class Vocabulary:
-    def __init__(self, corpus_words: set[str]) -> None:
+    def __init__(self, corpus_words: set[str], english: frozenset[str] = frozenset()) -> None:
         data = _data()
+        self.english = english
+        # Short, frequent words people misspell in questions ("wat", "wich", "whats").
+        self._common = sorted(w for w in english if 3 <= len(w) <= 6) if english else []
         # Each member phrase both with stopwords (to find it in a question) and without (to score).
         self.groups = [[(_phrase_terms(p), tuple(terms(p))) for p in group] for group in data["synonyms"]]
         self.fields = {
@@ -74,15 +78,44 @@ class Vocabulary:
         self._sorted_words = sorted(w for w in self.known_words if len(w) >= 4 and not w.isdigit())
 
     def correct(self, text: str) -> str:
-        """Replace words the corpus never uses by the closest word it does (typos)."""
-        out = []
-        for word in words(text):
-            if word in self.known_words or word in STOPWORDS or len(word) < 4 or any(c.isdigit() for c in word):
-                out.append(word)
-                continue
-            match = difflib.get_close_matches(word, self._sorted_words, n=1, cutoff=0.8)
-            out.append(match[0] if match else word)
-        return " ".join(out)
+        """The words of ``text``, lowercased, with misspelt ones replaced (see ``correct_text``)."""
+        return " ".join(self._correct_word(w) for w in words(text))
+
+    def correct_text(self, text: str) -> str:
+        """``text`` with misspelt words replaced, keeping everything else as written."""
+        def fix(match: re.Match[str]) -> str:
+            word = match.group(0)
+            lower = word.lower()
+            fixed = self._correct_word(lower)
+            return word if fixed == lower else fixed
+
+        return re.sub(r"[A-Za-z]+(?:'[A-Za-z]+)?", fix, text)
+
+    def _correct_word(self, word: str) -> str:
+        """A word that is neither the material's nor English (the model's word list) becomes the
+        closest word the material uses, if one is close."""
+        if (
+            len(word) < 3
+            or word in self.known_words
+            or word in self.english
+            or word in STOPWORDS
+            or "'" in word
+        ):
+            return word
+        for pool in (self._sorted_words, self._common):
+            match = difflib.get_close_matches(word, pool, n=1, cutoff=0.75)
+            if match:
+                return match[0]
+        return word
+
+    def alternative_stems(self, text: str) -> dict[str, set[str]]:
+        """For each term of ``text`` in a synonym group, the terms of the group's other phrasings."""
+        out: dict[str, set[str]] = {}
+        for concept in self.query(text).concepts:
+            others = {t for phrase in concept.alternatives for t in phrase}
+            for term in concept.asked:
+                out.setdefault(term, set()).update(others)
+        return out
 
     def query(self, text: str, context: str | None = None) -> Query:
         corrected = self.correct(text)

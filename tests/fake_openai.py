@@ -13,10 +13,17 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from tests.conftest import free_port
 
+VERIFY_PROMPT = "Reply with one word: yes or no."
+
 
 class FakeOpenAI:
+    """Replies are strings, or functions of the request's messages (to cite the passages it was
+    sent). A verification prompt ("does the passage state the sentence?") is answered from
+    ``verdicts``, "yes" when none is scripted, so scripted answers are judged by the rules alone."""
+
     def __init__(self) -> None:
-        self.replies: list[str] = []
+        self.replies: list[Any] = []
+        self.verdicts: list[str] = []
         self.requests: list[dict[str, Any]] = []
         self.port = free_port()
         app = FastAPI()
@@ -25,7 +32,12 @@ class FakeOpenAI:
         async def chat(request: Request) -> Any:
             body = await request.json()
             self.requests.append(body)
-            text = self.replies.pop(0) if self.replies else "NOT COVERED"
+            prompt = str(body.get("messages", [{}])[-1].get("content", ""))
+            if VERIFY_PROMPT in prompt:
+                text = self.verdicts.pop(0) if self.verdicts else "yes"
+            else:
+                reply = self.replies.pop(0) if self.replies else "NOT COVERED"
+                text = reply(body["messages"]) if callable(reply) else reply
             if not body.get("stream"):
                 return JSONResponse(
                     {

@@ -25,20 +25,26 @@ pytestmark = pytest.mark.slow
 
 
 class CountingEmbedder:
-    """Wraps the real embedder and records which texts it embedded."""
+    """Wraps the real embedder and records which chunk texts it embedded (``embedded``) and which
+    other texts, units and words, it embedded beside them (``others``)."""
 
     def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
         self.inner = inner
         self.name = inner.name
         self.max_tokens = inner.max_tokens
         self.embedded: list[str] = []
+        self.others: list[str] = []
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
     def embed(self, texts):  # type: ignore[no-untyped-def]
-        self.embedded.extend(texts)
+        self.others.extend(texts)
         return self.inner.embed(texts)
+
+    def embed_with_spans(self, texts, spans):  # type: ignore[no-untyped-def]
+        self.embedded.extend(texts)
+        return self.inner.embed_with_spans(texts, spans)
 
 
 def index_ids(settings) -> tuple[set[str], set[str], set[str]]:  # type: ignore[no-untyped-def]
@@ -66,9 +72,10 @@ def run_incremental_steps(settings, corpus: Path, real_embedder) -> None:  # typ
         assert real_embedder.count_tokens(text) <= real_embedder.max_tokens
 
     embedder.embedded.clear()
+    embedder.others.clear()
     again = ingest(settings, embedder)
     assert (again.added, again.updated, again.removed, again.unchanged) == (0, 0, 0, 8)
-    assert embedder.embedded == []
+    assert embedder.embedded == [] and embedder.others == []  # no chunk, unit or word embedded again
 
     faq = corpus / "patient-faq.md"
     faq.write_text(faq.read_text().replace("Ten adults with a spinal cord injury took part.", "Ten adults took part."))

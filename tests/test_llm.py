@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from tests.fake_openai import FakeOpenAI
 
 def test_shipped_prompts_have_exactly_their_variables() -> None:
     prompts = load_prompts(ROOT / "prompts")
-    assert set(prompts) == {"system_patient", "system_clinician", "condense"}
+    assert set(prompts) == {"system_patient", "system_clinician", "condense", "verify"}
 
 
 def test_a_prompt_with_a_wrong_variable_is_an_error(tmp_path: Path) -> None:
@@ -54,7 +55,8 @@ def run(pipeline: Pipeline, question: str, **kwargs) -> tuple[list[str], Answer]
 def test_llm_answer_is_verified_sentence_by_sentence(built_index, real_embedder) -> None:  # type: ignore[no-untyped-def]
     with FakeOpenAI() as fake:
         pipeline = llm_pipeline(built_index, real_embedder, fake.base_url)
-        evidence_probe = pipeline.retriever.retrieve(pipeline.retriever.vocabulary.query("side effects"), 6)
+        retriever = pipeline.snapshot.retriever
+        evidence_probe = retriever.retrieve(retriever.vocabulary.query("side effects"), 6)
         assert evidence_probe
         # The fake answers from whatever passages it is sent: find the passage numbers it saw.
         fake.replies.append("placeholder")
@@ -75,7 +77,7 @@ def test_llm_answer_is_verified_sentence_by_sentence(built_index, real_embedder)
         assert "headache" in answer.text and "[1]" in answer.text
         assert "95" not in answer.text and "regrow" not in answer.text
         reasons = {d["sentence"][:20]: d["reason"] for d in answer.dropped}
-        assert any("numbers not in the cited quote" in r for r in reasons.values())
+        assert any("95 is not in the cited quote" in r for r in reasons.values())
         assert any("no citation" in r for r in reasons.values())
         for citation in answer.citations:
             chunk = pipeline.corpus.by_id[citation.chunk_id]
@@ -111,6 +113,53 @@ def test_llm_condenses_follow_ups_and_refusal_gate_still_applies(built_index, re
         _, refused = run(pipeline, "How much does the treatment cost?")
         assert refused.refused and refused.citations == []
         assert len(fake.requests) == before  # no LLM call when the material does not cover it
+
+
+def _citing(messages: list[dict[str, str]], claims: list[tuple[str, str]]) -> str:
+    """An answer whose sentences each cite the passage that contains the phrase they distort."""
+    system = messages[0]["content"]
+    passages = {int(n): text for n, text in re.findall(r"\[(\d+)\] \([^)]*\)\n(.*?)(?=\n\n\[\d+\] \(|\Z)", system, re.S)}
+    out = []
+    for sentence, source_phrase in claims:
+        number = next((n for n, text in passages.items() if source_phrase in text), None)
+        assert number is not None, f"no passage sent to the LLM contains {source_phrase!r}"
+        out.append(f"{sentence} [{number}]")
+    return " ".join(out)
+
+
+# Plausible, false sentences citing the passage they distort, one per kind of error (issue 11).
+FALSE_CLAIMS = [
+    ("There was a control group and a placebo group, with randomization.", "no control group"),
+    ("Treatment began on average 11 days after the injury.", "11 months after the injury"),
+    ("All of the 10 participants improved by at least one AIS grade.", "7 of the 10 participants"),
+    ("The FDA has approved this stem cell product for spinal cord injury.", "has not approved"),
+    ("The trial proved that the stem cells caused the improvements.", "cannot show that the cells caused"),
+    ("The cells came from each participant's bone marrow.", "Fat tissue was taken"),
+    ("Serious adverse events occurred in 8 patients.", "reported in 8 patients"),
+    ("The cells calm inflammation and replace nerve cells.", "may calm inflammation"),
+]
+
+
+@pytest.mark.slow
+def test_false_sentences_citing_the_passage_they_distort_never_reach_the_answer(built_index, real_embedder) -> None:  # type: ignore[no-untyped-def]
+    questions = [
+        "Was there a control group?",
+        "How long after the injury were people treated?",
+        "How many participants improved?",
+        "Is the treatment approved?",
+        "Does the study show that the cells caused the improvements?",
+        "Where did the cells come from?",
+        "Were there serious side effects?",
+        "How might the cells help?",
+    ]
+    with FakeOpenAI() as fake:
+        pipeline = llm_pipeline(built_index, real_embedder, fake.base_url)
+        for question, claim in zip(questions, FALSE_CLAIMS, strict=True):
+            fake.replies.append(lambda messages, claim=claim: _citing(messages, [claim]))
+            _tokens, answer = run(pipeline, question, audience="clinician")
+            assert fake.replies == [], "the question was refused before the LLM was asked"
+            assert claim[0] not in answer.text
+            assert any(d["sentence"].startswith(claim[0][:30]) for d in answer.dropped), answer.dropped
 
 
 # --- a real OpenAI-compatible server: llama-cpp-python with SmolLM2-135M (make test-llm) -----

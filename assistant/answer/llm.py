@@ -14,7 +14,7 @@ from typing import Any
 
 from assistant.answer.types import Claim, Draft, Quote
 from assistant.chunking import split_sentences
-from assistant.documents import KIND_LABELS
+from assistant.kinds import kind_label
 from assistant.prompts import load_prompts
 from assistant.retrieval import Corpus, Evidence
 from assistant.settings import Settings
@@ -57,9 +57,23 @@ class LLMAnswerer:
         line = text[0].strip() if text else ""
         return line if 3 <= len(line) <= 500 else None
 
+    def states(self, passage: str, sentence: str) -> bool | None:
+        """The model's yes/no on whether ``passage`` states ``sentence`` (None: no usable reply).
+        Used after the verifier's own rules, never instead of them."""
+        prompt = self.prompts["verify"].format(passage=passage, sentence=sentence)
+        try:
+            reply = self.model.invoke(prompt)
+        except Exception as exc:  # the endpoint is outside the project
+            log.warning("verify check failed: %s", exc)
+            return None
+        word = re.match(r"\W*(yes|no)\b", str(getattr(reply, "content", reply)).strip().lower())
+        if word is None:
+            return None
+        return word.group(1) == "yes"
+
     def stream(self, question: str, evidence: list[Evidence], audience: str, corpus: Corpus) -> Iterator[str | Draft]:
         passages = "\n\n".join(
-            f"[{i}] ({KIND_LABELS.get(e.doc.kind, e.doc.kind)}: {e.doc.title}"
+            f"[{i}] ({kind_label(e.doc.kind)}: {e.doc.title}"
             + (f", {e.chunk.section}" if e.chunk.section else "")
             + f")\n{e.chunk.text}"
             for i, e in enumerate(evidence, start=1)

@@ -90,6 +90,7 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     answerer: str = "extractive"
     standalone_question: str | None = None
+    uncovered: list[str] = field(default_factory=list)  # parts of the question the material does not answer
 
     @property
     def body(self) -> str:
@@ -119,6 +120,7 @@ class Answer:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "answerer": self.answerer,
             "standalone_question": self.standalone_question,
+            "uncovered": self.uncovered,
         }
 
     def render_text(self) -> str:

@@ -1,81 +1,388 @@
-"""Every answer sentence must rest on verbatim quotes that contain its numbers."""
+"""Every answer sentence must be stated by the quote it cites; what is not is dropped, with a reason.
+
+An extractive claim is its own quote and passes when the quote is a real span of its passage.
+A sentence an LLM wrote passes only when every check holds against its cited quote (with the
+sentences around the quote, for what a pronoun refers to). The checks fail closed:
+
+- numbers: each number is in the quote, with the same unit or counted noun after it;
+- polarity: what either side denies, the other does not assert;
+- quantifiers: all / none / most / some / half agree with the quote's words or its counts;
+- hedges: a "may", "cannot show" or "not known" in the quote is kept;
+- causation and certainty ("proved", "caused", "cures") only when the quote says so;
+- content: every content word is in the quote, is another phrasing the vocabulary gives,
+  or is close to one of its words by vector similarity (threshold fitted on the claim suites);
+- when an LLM is configured, it is also asked whether the quote states the sentence (yes/no),
+  after the rules above, never instead of them.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 from typing import Any
 
+import numpy as np
+
 from assistant.answer.types import AnswerSentence, Citation, Claim, Draft, Quote
-from assistant.documents import KIND_LABELS
-from assistant.retrieval import Corpus
-from assistant.text import numbers, terms
+from assistant.kinds import kind_label
+from assistant.text import NUMBER_WORDS, STOPWORDS, normalize, stem, surface_words
+from assistant.units import LEANING_START, unit_spans
 
-MIN_SUPPORT = 0.5
+log = logging.getLogger("assistant.verify")
+
+NEGATION_CUES = frozenset({"no", "not", "never", "none", "nobody", "neither", "nor", "without", "cannot", "nothing"})
+CLAUSE_END = re.compile(r"[,;:.!?()]|\b(but|while|although|though|whereas|except)\b")
+SCOPE_WORDS = 8  # a negation denies at most this many words after it, within its clause
+QUANTIFIERS = {
+    "all": "all", "every": "all", "each": "all", "everyone": "all", "everybody": "all", "entire": "all",
+    "none": "none", "nobody": "none", "zero": "none",
+    "most": "most", "majority": "most",
+    "some": "some", "several": "some", "few": "some", "many": "some",
+    "half": "half",
+}  # fmt: skip
+MODAL_HEDGES = frozenset(
+    {"may", "might", "could", "possibly", "possible", "potentially", "potential", "perhaps", "likely", "unlikely",
+     "suggest", "suggests", "suggested", "proposed", "propose", "thought", "hope", "hopes", "hoped", "aim", "aims",
+     "expected", "planned", "plans", "hint", "hints", "promising", "preliminary", "early"}
+)  # fmt: skip
+INABILITY_HEDGES = re.compile(
+    r"\b(cannot|can't|can not|could not|does not|do not|did not|doesn't|don't|didn't|not yet|not known|unknown|unclear|not clear|too small|no way)\b"
+)
+_DENIED_KNOWING = re.compile(
+    r"\b(not|no|never|cannot)\b(\s+\w+){0,2}\s+(show|shows|showed|shown|prove|proves|proved|proven|demonstrat\w*|establish\w*|confirm\w*|tell|know|known|clear|sure)\b"
+)
+CERTAINTY = frozenset(
+    {"prove", "proves", "proved", "proven", "proof", "cause", "causes", "caused", "causing", "cure", "cures", "cured",
+     "guarantee", "guarantees", "guaranteed", "definitely", "certainly", "confirm", "confirms", "confirmed",
+     "demonstrate", "demonstrates", "demonstrated", "established", "eliminate", "eliminates", "eliminated",
+     "effective", "works", "breakthrough", "always", "never", "miracle"}
+)  # fmt: skip
+UNIT_WORDS = frozenset(
+    {"second", "seconds", "minute", "minutes", "hour", "hours", "day", "days", "week", "weeks", "month", "months",
+     "year", "years", "million", "thousand", "billion", "hundred", "percent", "mg", "ml", "g", "kg", "mm", "cm", "m",
+     "meters", "metres", "km", "times", "doses", "dose", "injections", "visits", "sessions"}
+)  # fmt: skip
+TOPIC_SHARE = 0.15  # a term in this share of a document's units is its subject, not a new fact
+_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s?%)?")
+_FRACTION = re.compile(r"\b(\d+)\s+(?:of|out of)\s+(?:the\s+|all\s+)?(\d+)\b")
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[,;:.!?()]")
+_CODE = re.compile(r"\b[A-Za-z]{2,}-?\d+[A-Za-z0-9-]*\b")  # "TIDE-1", "NCT03308565": names, not counts
+_LETTER = re.compile(r"(?<![\w.])([A-Z])(?![\w'])")  # a grade or arm named by one letter ("AIS B")
+_ABSOLUTE = re.compile(r"\b(all|every|each|none of the|no)\s+(?:the\s+)?([a-z]+)")
 
 
-def claim_problem(claim: Claim, corpus: Corpus) -> str | None:
-    """Why a claim cannot stand, or None when it is supported."""
-    if not claim.text.strip():
-        return "empty sentence"
-    if not claim.quotes:
-        return "no citation"
-    quoted = []
-    for quote in claim.quotes:
-        chunk = corpus.by_id.get(quote.chunk_id)
-        if chunk is None:
-            return f"citation names an unknown passage {quote.chunk_id}"
-        if not 0 <= quote.start < quote.end <= len(chunk.text):
-            return "quote is outside its passage"
-        quoted.append(chunk.text[quote.start : quote.end])
-    joined = " ".join(quoted)
-    missing = [n for n in numbers(claim.text) if n not in numbers(joined)]
-    if missing:
-        return "numbers not in the cited quote: " + ", ".join(missing)
-    claim_terms = set(terms(claim.text))
-    if claim_terms:
-        support = len(claim_terms & set(terms(joined))) / len(claim_terms)
-        if support < MIN_SUPPORT:
-            return f"cited quote supports too little of the sentence ({support:.0%})"
-    return None
+@dataclass(frozen=True)
+class Thresholds:
+    word_support: float  # a claim word is supported by a quote word at least this similar
+    fitted: dict[str, Any]
 
 
-def verify(draft: Draft, corpus: Corpus) -> tuple[list[AnswerSentence], list[Citation], list[dict[str, Any]]]:
-    """Keep supported claims, number their quotes as citations, report what was dropped."""
-    dropped = list(draft.dropped)
-    sentences: list[AnswerSentence] = []
-    citations: list[Citation] = []
-    index: dict[Quote, int] = {}
-    for claim in draft.claims:
-        problem = claim_problem(claim, corpus)
-        if problem:
-            dropped.append({"sentence": claim.text, "reason": problem})
+@lru_cache(maxsize=1)
+def thresholds() -> Thresholds:
+    data = json.loads(resources.files("assistant").joinpath("data/verify.json").read_text(encoding="utf-8"))
+    return Thresholds(word_support=float(data["word_support_"]), fitted=dict(data.get("fitted", {})))
+
+
+def _tokens(text: str) -> list[str]:
+    words = []
+    for token in _TOKEN.findall(normalize(text).replace("n't", " not")):
+        words.append(NUMBER_WORDS.get(token, token))
+    return words
+
+
+_SKIP_AFTER_NEGATION = frozenset({"any", "a", "an", "the", "yet", "be", "been", "being", "is", "are", "was", "were", "have",
+                                  "has", "had", "do", "does", "did", "by", "of", "to", "in", "at", "for", "one", "ever"})
+
+
+def _clauses(text: str) -> list[list[str]]:
+    """The tokens of ``text`` cut into clauses (at punctuation and at "but", "while", ...)."""
+    clauses: list[list[str]] = [[]]
+    for token in _tokens(text):
+        if CLAUSE_END.fullmatch(token):
+            clauses.append([])
+        else:
+            clauses[-1].append(token)
+    return [c for c in clauses if c]
+
+
+def _is_negation(tokens: list[str], i: int) -> bool:
+    return tokens[i] in NEGATION_CUES
+
+
+def _negated_heads(text: str) -> set[str]:
+    """What each negation in ``text`` denies: the first content word after it ("no control group"
+    -> "control"; "has not approved any product" -> "approv"), and "unapproved" -> "approv"."""
+    heads: set[str] = set()
+    for clause in _clauses(text):
+        for i, token in enumerate(clause):
+            if _is_negation(clause, i):
+                for nxt in clause[i + 1 : i + 1 + SCOPE_WORDS]:
+                    if nxt in _SKIP_AFTER_NEGATION or nxt in NEGATION_CUES:
+                        continue
+                    if nxt not in STOPWORDS:
+                        heads.add(stem(nxt))
+                    break
+            elif len(token) > 5 and token.startswith("un") and token not in ("under", "until", "unit", "units", "unless"):
+                heads.add(stem(token[2:]))
+            elif len(token) > 6 and token.startswith("non"):
+                heads.add(stem(token[3:].lstrip("-")))
+    return heads
+
+
+def _asserted(text: str) -> set[str]:
+    """Stems that occur in a clause of ``text`` with no negation in it."""
+    out: set[str] = set()
+    for clause in _clauses(text):
+        if any(_is_negation(clause, i) for i in range(len(clause))):
             continue
-        cites = []
-        for quote in claim.quotes:
-            if quote not in index:
-                index[quote] = len(citations) + 1
-                citations.append(_citation(index[quote], quote, corpus))
-            if index[quote] not in cites:
-                cites.append(index[quote])
-        sentences.append(AnswerSentence(claim.text, cites))
-    return sentences, citations, dropped
+        out.update(stem(t) for t in clause if t.isalpha() and t not in STOPWORDS)
+    return out
 
 
-def _citation(number: int, quote: Quote, corpus: Corpus) -> Citation:
-    chunk = corpus.by_id[quote.chunk_id]
-    doc = corpus.docs[chunk.doc_id]
-    return Citation(
-        id=number,
-        doc_id=doc.id,
-        title=doc.title,
-        kind=doc.kind,
-        kind_label=KIND_LABELS.get(doc.kind, doc.kind),
-        source=doc.source,
-        url=doc.url,
-        section=chunk.section or None,
-        page=chunk.page,
-        quote=chunk.text[quote.start : quote.end],
-        chunk_id=chunk.id,
-        quote_start=quote.start,
-        quote_end=quote.end,
-        context=chunk.text,
+def _numbers(text: str) -> list[tuple[str, str]]:
+    """(number, the word after it) for every number, number words included ("ten" -> "10")."""
+    tokens = _tokens(text)
+    out = []
+    for i, token in enumerate(tokens):
+        if token.isdigit() or re.fullmatch(r"\d+[.,]\d+", token):
+            after = tokens[i + 1] if i + 1 < len(tokens) else ""
+            out.append((token.replace(",", ""), after))
+    return out
+
+
+def _fractions(text: str) -> list[float]:
+    out = []
+    for a, b in _FRACTION.findall(" ".join(_tokens(text))):
+        if int(b):
+            out.append(int(a) / int(b))
+    for match in re.finditer(r"(\d+(?:\.\d+)?)\s?%|(\d+(?:\.\d+)?) percent", text):
+        out.append(float(match.group(1) or match.group(2)) / 100)
+    return out
+
+
+def _quantifiers(text: str) -> set[str]:
+    tokens = _tokens(text)
+    found = {QUANTIFIERS[t] for t in tokens if t in QUANTIFIERS}
+    if re.search(r"\bno (one|participant|patient|person|people|one)\b", " ".join(tokens)):
+        found.add("none")
+    return found
+
+
+def _quantifier_agrees(kind: str, quote: str) -> bool:
+    if kind in _quantifiers(quote):
+        return True
+    ratios = _fractions(quote)
+    if not ratios:
+        return False
+    return any(
+        (kind == "all" and r == 1.0)
+        or (kind == "none" and r == 0.0)
+        or (kind == "most" and r > 0.5)
+        or (kind == "some" and r > 0.0)
+        or (kind == "half" and abs(r - 0.5) < 0.01)
+        for r in ratios
     )
+
+
+class Verifier:
+    def __init__(self, snapshot: Any, matcher: Any, llm: Any = None, word_support: float | None = None) -> None:
+        self.snapshot = snapshot
+        self.matcher = matcher
+        self.llm = llm
+        self.threshold = thresholds().word_support if word_support is None else word_support
+
+    # -- the checks -------------------------------------------------------------------------
+    def problem(self, sentence: str, quote: str, context: str = "", topic: str = "", doc_id: str | None = None) -> str | None:
+        """Why ``quote`` does not state ``sentence``; None when it does. ``context`` is the sentence a
+        leaning quote needs ("They ..."); ``topic`` the document's title and section headings, which
+        may supply names ("the TIDE-1 study") but no facts."""
+        surround = f"{context} {quote}"
+        codes = _CODE.findall(sentence)
+        missing_codes = [c for c in codes if c.lower() not in f"{surround} {topic}".lower()]
+        if missing_codes:
+            return "names the quote does not give: " + ", ".join(missing_codes)
+        letters = set(_LETTER.findall(_CODE.sub(" ", sentence)[1:])) - {"I", "A"}
+        if letters - set(_LETTER.findall(surround)):
+            return "grade or group letters the quote does not give: " + ", ".join(sorted(letters - set(_LETTER.findall(surround))))
+        sentence_plain = _CODE.sub(" ", sentence)
+        claim_numbers = _numbers(sentence_plain)
+        quote_numbers = _numbers(_CODE.sub(" ", quote))
+        quote_words = set(_tokens(quote))
+        for number, after in claim_numbers:
+            afters = [a for n, a in quote_numbers if n == number]
+            if not afters and number == "1" and quote_words & {"a", "an", "single", "one"}:
+                continue  # "one device" for "a device"
+            if not afters:
+                return f"number {number} is not in the cited quote"
+            if after in UNIT_WORDS and stem(after) not in {stem(a) for a in afters}:
+                return f"{number} {after}: the quote gives {number} {' / '.join(sorted(set(afters)))}"
+        claim_fractions = set(_FRACTION.findall(" ".join(_tokens(sentence))))
+        if claim_fractions and not claim_fractions <= set(_FRACTION.findall(" ".join(_tokens(quote)))):
+            return "a count ('N of M') the quote does not give"
+
+        # Polarity: what one side denies, the other states in a clause with no negation.
+        denied_claim, denied_quote = _negated_heads(sentence), _negated_heads(quote)
+        flipped = (denied_claim & _asserted(quote)) | (denied_quote & _asserted(sentence))
+        if flipped:
+            return "negation differs from the quote (" + ", ".join(sorted(flipped)) + ")"
+
+        quote_quantifiers = _quantifiers(quote) | ({"none"} if denied_quote else set())
+        for kind in _quantifiers(sentence) - quote_quantifiers:
+            if not _quantifier_agrees(kind, quote):
+                return f"quantifier '{kind}' is not what the quote says"
+        quote_text = " ".join(_tokens(quote))
+        for _word, noun in _ABSOLUTE.findall(" ".join(_tokens(sentence))):
+            counted = re.search(rf"(?<!all )\b\d+\s+(?:of the \d+\s+)?{re.escape(noun)}", quote_text)
+            if counted and len(noun) > 2:
+                return f"says all or none of the {noun} where the quote gives a count"
+
+        quote_tokens = set(_tokens(quote))
+        claim_tokens = set(_tokens(sentence))
+        if quote_tokens & MODAL_HEDGES and not claim_tokens & MODAL_HEDGES:
+            return "drops the quote's hedge (" + ", ".join(sorted(quote_tokens & MODAL_HEDGES)) + ")"
+        if INABILITY_HEDGES.search(" ".join(_tokens(quote))) and not (
+            INABILITY_HEDGES.search(" ".join(_tokens(sentence))) or _DENIED_KNOWING.search(" ".join(_tokens(sentence)))
+        ):
+            return "drops what the quote says cannot be shown or is not known"
+        certainty = {stem(t) for t in claim_tokens & CERTAINTY}
+        unsupported_certainty = certainty - {stem(t) for t in _tokens(quote)}
+        if unsupported_certainty:
+            return "claims certainty or causation the quote does not (" + ", ".join(sorted(unsupported_certainty)) + ")"
+
+        missing = self._unsupported_words(_CODE.sub(" ", sentence), f"{surround} {topic}", doc_id)
+        if missing:
+            return "the quote does not state: " + ", ".join(missing)
+        return None
+
+    def _unsupported_words(self, sentence: str, surround: str, doc_id: str | None = None) -> list[str]:
+        words = [
+            w
+            for w in dict.fromkeys(re.sub(r"'s\b", "", x) for x in surface_words(sentence))
+            if w not in STOPWORDS and w not in QUANTIFIERS and w not in NEGATION_CUES and w not in NUMBER_WORDS and len(w) > 1
+        ]
+        have = {stem(w) for w in surface_words(surround)} | self._topic_terms(doc_id)
+        vocabulary = self.snapshot.vocabulary
+        alternatives = vocabulary.alternative_stems(sentence)
+        candidates = [w for w in words if stem(w) not in have and not (alternatives.get(stem(w), set()) & have)]
+        if not candidates:
+            return []
+        best = self._contextual_support(sentence, candidates, surround)
+        return [w for w, s in zip(candidates, best, strict=True) if float(s) < self.threshold]
+
+    def _contextual_support(self, sentence: str, candidates: list[str], surround: str) -> np.ndarray:
+        """For each candidate word of the sentence, its best cosine to a word of the quote, both read
+        in their own sentence by the model (token vectors pooled over the word, as BERTScore does)."""
+        lowered_sentence, lowered_quote = sentence.lower(), surround.lower()
+        claim_spans = []
+        for word in candidates:
+            match = re.search(rf"\b{re.escape(word)}", lowered_sentence)
+            claim_spans.append((match.start(), match.end()) if match else (0, len(sentence)))
+        quote_spans = [
+            (m.start(), m.end())
+            for m in re.finditer(r"[a-z][a-z'-]*[a-z]", lowered_quote)
+            if m.group(0) not in STOPWORDS
+        ]
+        if not quote_spans:
+            return np.zeros(len(candidates), dtype=np.float32)
+        _whole, (a, b) = self.matcher.embedder.embed_with_spans([sentence, surround], [claim_spans, quote_spans])
+        return (a @ b.T).max(axis=1)
+
+    def _topic_terms(self, doc_id: str | None) -> set[str]:
+        """Terms a document uses throughout (in at least TOPIC_SHARE of its units): naming its own
+        subject ("the trial", "participants", "the device") adds no fact to a sentence."""
+        if doc_id is None:
+            return set()
+        cache = self.snapshot.__dict__.setdefault("_topic_terms", {})
+        if doc_id not in cache:
+            units = [u for u in self.snapshot.units if u.doc.id == doc_id]
+            counts: dict[str, int] = {}
+            for unit in units:
+                for term in unit.terms:
+                    counts[term] = counts.get(term, 0) + 1
+            cache[doc_id] = {t for t, c in counts.items() if units and c / len(units) >= TOPIC_SHARE}
+        return set(cache[doc_id])
+
+    def _llm_disagrees(self, sentence: str, quote: str) -> bool:
+        if self.llm is None or not hasattr(self.llm, "states"):
+            return False
+        verdict = self.llm.states(quote, sentence)
+        return verdict is False
+
+    # -- the answer -------------------------------------------------------------------------
+    def claim_problem(self, claim: Claim) -> str | None:
+        if not claim.text.strip():
+            return "empty sentence"
+        if not claim.quotes:
+            return "no citation"
+        quoted, around = [], []
+        for quote in claim.quotes:
+            chunk = self.snapshot.corpus.by_id.get(quote.chunk_id)
+            if chunk is None:
+                return f"citation names an unknown passage {quote.chunk_id}"
+            if not 0 <= quote.start < quote.end <= len(chunk.text):
+                return "quote is outside its passage"
+            quoted.append(chunk.text[quote.start : quote.end])
+            around.append(_neighbours(chunk.text, quote.start, quote.end))
+        joined = " ".join(quoted)
+        if claim.text.strip() == joined.strip():
+            return None  # a verbatim quote states itself
+        chunk = self.snapshot.corpus.by_id[claim.quotes[0].chunk_id]
+        topic = " ".join([self.snapshot.corpus.docs[chunk.doc_id].title, *chunk.headings])
+        problem = self.problem(claim.text, joined, " ".join(around), topic, chunk.doc_id)
+        if problem is None and self._llm_disagrees(claim.text, joined):
+            problem = "the LLM check says the quote does not state it"
+        return problem
+
+    def verify(self, draft: Draft) -> tuple[list[AnswerSentence], list[Citation], list[dict[str, Any]]]:
+        """Keep supported claims, number their quotes as citations, report what was dropped."""
+        dropped = list(draft.dropped)
+        sentences: list[AnswerSentence] = []
+        citations: list[Citation] = []
+        index: dict[Quote, int] = {}
+        for claim in draft.claims:
+            problem = self.claim_problem(claim)
+            if problem:
+                dropped.append({"sentence": claim.text, "reason": problem})
+                continue
+            cites = []
+            for quote in claim.quotes:
+                if quote not in index:
+                    index[quote] = len(citations) + 1
+                    citations.append(self._citation(index[quote], quote))
+                if index[quote] not in cites:
+                    cites.append(index[quote])
+            sentences.append(AnswerSentence(claim.text, cites))
+        return sentences, citations, dropped
+
+    def _citation(self, number: int, quote: Quote) -> Citation:
+        corpus = self.snapshot.corpus
+        chunk = corpus.by_id[quote.chunk_id]
+        doc = corpus.docs[chunk.doc_id]
+        return Citation(
+            id=number,
+            doc_id=doc.id,
+            title=doc.title,
+            kind=doc.kind,
+            kind_label=kind_label(doc.kind),
+            source=doc.source,
+            url=doc.url,
+            section=chunk.section or None,
+            page=chunk.page,
+            quote=chunk.text[quote.start : quote.end],
+            chunk_id=chunk.id,
+            quote_start=quote.start,
+            quote_end=quote.end,
+            context=chunk.text,
+        )
+
+
+def _neighbours(text: str, start: int, end: int) -> str:
+    """The unit before a quote that opens with a word leaning on it ("They", "These side effects")."""
+    if not LEANING_START.match(text[start:end]):
+        return ""
+    before = [s for s in unit_spans(text) if s.end <= start]
+    return text[before[-1].start : before[-1].end] if before else ""

@@ -1,0 +1,224 @@
+"""`assistant calibrate`: fit the decision model and the verifier's threshold on the dev splits.
+
+Writes assistant/data/decision.json and assistant/data/verify.json with the figures that chose
+each value. Test splits are never read here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.chain import Pipeline, Turn
+from assistant.claims import evaluate_claims, load_claims
+from assistant.decision import PART_FEATURES, DecisionModel, load_model, save_model
+from assistant.evaluate import EVAL_DIR, Case, corpora, corpus_pipeline, evaluate_corpus, load_split
+from assistant.question import strip_markup
+from assistant.settings import Settings
+from assistant.triage import triage
+
+KEEP_RATIOS = (0.5, 0.6, 0.7, 0.8, 0.9)
+WORD_SUPPORT_GRID = tuple(round(0.3 + 0.025 * i, 3) for i in range(27))  # 0.30 .. 0.95
+
+
+def _labelled(pipeline: Pipeline, case: Case) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(features, labels) per part; labels mark the units that state the expected answer."""
+    text = strip_markup(case.question)
+    if triage(text) in ("emergency", "crisis"):
+        return []
+    turns = [Turn(h["role"], h["content"]) for h in case.history]
+    _analysis, _context, parts, _retrieved = pipeline.prepare(pipeline.snapshot, text, turns)
+    if case.refused:
+        return [(p.features, np.zeros(len(p.units))) for p in parts if len(p.units)]
+    if not (case.any or case.contains) or len(parts) != 1 or case.partial:
+        return []  # a part's own expected answer is not known
+    part = parts[0]
+    wanted = [s.lower() for s in case.any] or [s.lower() for s in case.contains]
+    labels = np.array(
+        [
+            1.0 if (not case.docs or u.doc.id in case.docs) and any(w in u.quote.lower() for w in wanted) else 0.0
+            for u in part.units
+        ]
+    )
+    return [(part.features, labels)] if len(part.units) else []
+
+
+def fit(settings: Settings, root: Path = EVAL_DIR, out_dir: Path | None = None) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    base = load_model()
+    names = corpora(root)
+    X: list[np.ndarray] = []
+    y: list[np.ndarray] = []
+    per_case: list[tuple[str, bool, list[tuple[np.ndarray, np.ndarray]]]] = []
+    claim_rows: dict[str, Any] = {}
+    pipelines = {}
+    contexts = []
+    for name in names:
+        context = corpus_pipeline(settings, name, root)
+        pipeline = context.__enter__()
+        contexts.append(context)
+        pipelines[name] = pipeline
+        for case in load_split(name, "dev", root):
+            parts = _labelled(pipeline, case)
+            if parts:
+                per_case.append((name, case.refused, parts))
+            for features, labels in parts:
+                X.append(features)
+                y.append(labels)
+    try:
+        features = np.vstack(X)
+        labels = np.concatenate(y)
+        mean = features.mean(axis=0)
+        scale = features.std(axis=0)
+        scale[scale == 0] = 1.0
+        regression = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+        regression.fit((features - mean) / scale, labels)
+        model = replace(
+            base,
+            mean_=mean.astype(np.float32),
+            scale_=scale.astype(np.float32),
+            coef_=regression.coef_[0].astype(np.float32),
+            intercept_=float(regression.intercept_[0]),
+        )
+        # The part model: is a part answered at all (refused questions' parts are not).
+        part_x = np.vstack(
+            [model.part_features(f, model.probabilities(f)) for _n, _r, parts in per_case for f, _l in parts]
+        )
+        part_y = np.array([0.0 if refused else 1.0 for _n, refused, parts in per_case for _p in parts])
+        part_mean = part_x.mean(axis=0)
+        part_scale = part_x.std(axis=0)
+        part_scale[part_scale == 0] = 1.0
+        part_regression = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+        part_regression.fit((part_x - part_mean) / part_scale, part_y)
+        model = replace(
+            model,
+            part_mean_=part_mean.astype(np.float32),
+            part_scale_=part_scale.astype(np.float32),
+            part_coef_=part_regression.coef_[0].astype(np.float32),
+            part_intercept_=float(part_regression.intercept_[0]),
+        )
+        # The answer threshold: the most dev questions decided right (answerable ones answered,
+        # unanswerable ones refused).
+        best_threshold, best_right = 0.5, -1
+        for threshold in np.arange(0.05, 0.96, 0.01):
+            right = 0
+            for _name, refused, parts in per_case:
+                answered = any(model.answerable(f, model.probabilities(f)) >= threshold for f, _l in parts)
+                right += answered != refused
+            if right > best_right:
+                best_threshold, best_right = float(threshold), right
+        model = replace(model, answer_threshold_=best_threshold, keep_threshold_=base.keep_threshold_)
+        # How many quotes to keep: the ratio with the best dev pass rate over all corpora.
+        ratio_results = {}
+        for ratio in KEEP_RATIOS:
+            candidate = replace(model, keep_ratio_=ratio)
+            passed = total = 0
+            for name, pipeline in pipelines.items():
+                pipeline.model = candidate
+                pipeline.extractive.model = candidate
+                report = evaluate_corpus(pipeline, name, "dev", root)
+                passed += report["passed"]
+                total += report["questions"]
+            ratio_results[str(ratio)] = round(passed / total, 4)
+        keep_ratio = float(max(ratio_results, key=lambda r: (ratio_results[r], -float(r))))
+        model = replace(model, keep_ratio_=keep_ratio)
+        for pipeline in pipelines.values():
+            pipeline.model = model
+            pipeline.extractive.model = model
+        dev_reports = {name: evaluate_corpus(p, name, "dev", root) for name, p in pipelines.items()}
+        model = replace(
+            model,
+            fitted={
+                "date": dt.date.today().isoformat(),
+                "on": [f"{n}/questions-dev.yaml" for n in names],
+                "pairs": len(labels),
+                "positives": int(labels.sum()),
+                "questions_used": len(per_case),
+                "answer_threshold_right": f"{best_right}/{len(per_case)} dev questions answered or refused rightly",
+                "part_model": dict(zip(PART_FEATURES, part_regression.coef_[0].round(3).tolist(), strict=True)),
+                "keep_ratio_dev_pass_rate": ratio_results,
+                "dev_pass_rate": {n: r["pass_rate"] for n, r in dev_reports.items()},
+            },
+        )
+        # The verifier's word-support threshold: the lowest that shows no false dev claim.
+        claim_rows = _fit_word_support(pipelines, root)
+    finally:
+        for context in contexts:
+            context.__exit__(None, None, None)
+    data_dir = out_dir or Path(str(resources.files("assistant").joinpath("data")))
+    save_model(model, data_dir / "decision.json")
+    (data_dir / "verify.json").write_text(json.dumps(claim_rows, indent=1) + "\n", encoding="utf-8")
+    return {"decision": model.as_json(), "verify": claim_rows}
+
+
+def _fit_word_support(pipelines: dict[str, Pipeline], root: Path) -> dict[str, Any]:
+    scan: dict[str, dict[str, int]] = {}
+    chosen = None
+    for threshold in WORD_SUPPORT_GRID:
+        false_shown = kept = faithful = 0
+        for name, pipeline in pipelines.items():
+            path = root / name / "claims-dev.yaml"
+            if not path.exists():
+                continue
+            report = evaluate_claims(pipeline, load_claims(path), word_support=threshold)
+            false_shown += report["false_shown"]
+            kept += report["faithful_kept"]
+            faithful += report["faithful_kept"] + report["faithful_dropped"]
+        scan[str(threshold)] = {"false_shown": false_shown, "faithful_kept": kept, "faithful": faithful}
+        if chosen is None and false_shown == 0:
+            chosen = threshold
+    threshold = chosen if chosen is not None else WORD_SUPPORT_GRID[-1]
+    return {
+        "word_support_": threshold,
+        "fitted": {
+            "date": dt.date.today().isoformat(),
+            "on": [f"{n}/claims-dev.yaml" for n in pipelines],
+            "rule": "lowest threshold with no false dev claim shown",
+            "scan": scan,
+        },
+    }
+
+
+def fit_verifier(settings: Settings, root: Path = EVAL_DIR, out_dir: Path | None = None) -> dict[str, Any]:
+    """Only the verifier's threshold (the decision model is left as it is)."""
+    contexts = [corpus_pipeline(settings, name, root) for name in corpora(root)]
+    pipelines = {}
+    try:
+        for name, context in zip(corpora(root), contexts, strict=True):
+            pipelines[name] = context.__enter__()
+        result = _fit_word_support(pipelines, root)
+    finally:
+        for context in contexts:
+            context.__exit__(None, None, None)
+    data_dir = out_dir or Path(str(resources.files("assistant").joinpath("data")))
+    (data_dir / "verify.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return result
+
+
+def main(settings: Settings, verifier_only: bool = False) -> int:
+    if verifier_only:
+        result = fit_verifier(settings)
+        print(f"verifier word support {result['word_support_']}")
+        for threshold, figures in result["fitted"]["scan"].items():
+            print(f"    {threshold}: {figures}")
+        return 0
+    result = fit(settings)
+    decision: dict[str, Any] = result["decision"]
+    print("decision model fitted:", json.dumps(decision["fitted"], indent=1))
+    print("coefficients:", dict(zip(decision["features"], decision["coef_"], strict=True)))
+    print(
+        f"answer threshold {decision['answer_threshold_']}, keep ratio {decision['keep_ratio_']};"
+        f" verifier word support {result['verify']['word_support_']}"
+    )
+    return 0
+
+
+def current() -> DecisionModel:
+    return load_model()

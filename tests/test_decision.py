@@ -1,0 +1,176 @@
+"""Fast unit tests for the parts that decide an answer: question analysis, units, vocabulary,
+kinds, the decision model's data and the verifier's rules (a tiny deterministic embedder)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from assistant.answer.verify import Verifier
+from assistant.decision import DecisionModel, load_model
+from assistant.embeddings import HashEmbedder
+from assistant.evidence import FEATURES, holds_type
+from assistant.kinds import kind_info, kind_label, register_kinds
+from assistant.question import analyse, answer_type, strip_markup
+from assistant.text import STOPWORDS, terms
+from assistant.units import unit_spans
+from assistant.vocabulary import Vocabulary, _data
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How many people took part in the trial?", "count"),
+        ("How long were participants followed?", "duration"),
+        ("How long after their injury were people treated?", "time"),
+        ("Where was the study done?", "place"),
+        ("Which hospital ran this research?", "place"),
+        ("Who led the study?", "person"),
+        ("Which journal published the results?", "publication"),
+        ("What's the registration number?", "identifier"),
+        ("What does autologous mean?", "definition"),
+        ("Why did they wait until rehab plateaued?", "reason"),
+        ("How were the cells given?", "procedure"),
+        ("Was there a placebo group?", "yes_no"),
+        ("What dose of cells was given?", "quantity"),
+        ("dose?", "quantity"),
+        ("n?", "count"),
+        ("What AIS grades were the three people who didn't improve?", "list"),
+    ],
+)
+def test_answer_types(question: str, expected: str) -> None:
+    assert answer_type(question) == expected
+
+
+def test_context_sentences_are_not_parts_of_the_question() -> None:
+    analysis = analyse("My son was paralyzed in a car accident last year. What side effects did people have?")
+    assert analysis.context == ["My son was paralyzed in a car accident last year."]
+    assert [p.text for p in analysis.parts] == ["What side effects did people have?"]
+
+
+def test_markup_is_stripped_before_analysis() -> None:
+    assert strip_markup("<img src=x onerror=alert(1)> what side effects were seen?") == "what side effects were seen?"
+    assert analyse("<b>Where</b> was the study done?").parts[0].answer_type == "place"
+
+
+def test_multi_part_questions_split_into_parts_with_their_own_types() -> None:
+    parts = analyse("How many people were in the study, and how many of them came from outside the US?").parts
+    assert [p.answer_type for p in parts] == ["count", "count"] and len(parts) == 2
+    parts = analyse("What was the dose and how much did it cost?").parts
+    assert [p.answer_type for p in parts] == ["quantity", "quantity"]
+    assert len(analyse("Primary endpoint?").parts) == 1
+
+
+def test_units_split_field_lines_and_join_short_sentences() -> None:
+    text = "Registry number: NCT0001\nPhase: Phase 2\nMasking: None (open label)"
+    spans = unit_spans(text)
+    assert [text[s.start : s.end] for s in spans] == ["Registry number: NCT0001", "Phase: Phase 2", "Masking: None (open label)"]
+    assert all(s.field for s in spans)
+    text = "No, not yet. The study was small and everyone got the treatment. These side effects went away."
+    spans = unit_spans(text)
+    assert text[spans[0].start : spans[0].end].startswith("No, not yet. The study was small")
+    assert spans[1].leans and not spans[0].leans
+
+
+def test_every_vocabulary_entry_still_yields_terms() -> None:
+    data = _data()
+    empty = [p for group in data["synonyms"] for p in group if not terms(p)]
+    empty += [p for aliases in data["fields"].values() for p in aliases if not terms(p)]
+    assert not empty, f"vocabulary entries that can never match: {empty}"
+
+
+def test_stopwords_keep_what_changes_meaning() -> None:
+    for word in ("not", "no", "none", "all", "every", "most", "some", "one", "two", "ten"):
+        assert word not in STOPWORDS
+    assert {"where", "the", "which", "thanks"} <= STOPWORDS
+
+
+def test_spelling_is_corrected_only_for_words_that_are_not_english() -> None:
+    vocabulary = Vocabulary({"journal", "which", "published", "trial", "randomized"}, frozenset({"trail", "was", "the"}))
+    assert vocabulary.correct_text("wich jurnal was it publishd in") == "which journal was it published in"
+    assert vocabulary.correct_text("was the trail randomized") == "was the trail randomized"
+
+
+def test_kinds_come_from_the_data_table_and_settings_may_add_more() -> None:
+    assert kind_label("news") == "News article" and kind_info("news").secondary
+    assert kind_info("limitations").caveats and kind_info("paper-summary").trust == 1.0
+    register_kinds({"leaflet": {"label": "Patient leaflet", "trust": 0.8}})
+    try:
+        assert kind_label("leaflet") == "Patient leaflet" and kind_info("leaflet").trust == 0.8
+    finally:
+        register_kinds({})
+    with pytest.raises(ValueError):
+        register_kinds({"bad": {"trust": 0.5}})
+    register_kinds({})
+
+
+def test_type_detectors() -> None:
+    assert holds_type("The trial enrolled 10 adults.", "count") == 1.0
+    assert holds_type("The trial was published in 2024.", "count") == 0.0
+    assert holds_type("Follow-up: two years.", "duration") == 1.0
+    assert holds_type("The sponsor was Mayo Clinic in Rochester.", "place") == 1.0
+    assert holds_type("It was safe.", "yes_no") == 0.5
+
+
+def test_the_decision_model_is_data_and_rejects_other_features() -> None:
+    model = load_model()
+    again = DecisionModel.from_json(json.loads(json.dumps(model.as_json())))
+    features = np.random.default_rng(0).random((5, len(FEATURES))).astype(np.float32)
+    assert np.allclose(model.probabilities(features), again.probabilities(features))
+    assert model.fitted.get("on"), "decision.json must say what it was fitted on"
+    data = model.as_json()
+    data["features"] = data["features"][:-1]
+    with pytest.raises(ValueError, match="calibrate"):
+        DecisionModel.from_json(data)
+
+
+@pytest.fixture(scope="module")
+def verifier() -> Verifier:
+    from assistant.evidence import WordMatcher
+
+    embedder = HashEmbedder()
+    snapshot = SimpleNamespace(
+        vocabulary=Vocabulary(set(), frozenset()),
+        units=[],
+        word_index={},
+        word_matrix=np.zeros((0, embedder.dim), dtype=np.float32),
+    )
+    return Verifier(snapshot, WordMatcher(snapshot, embedder))  # type: ignore[arg-type]
+
+
+QUOTE = "There was no control group and no placebo group, and there was no randomization."
+
+
+@pytest.mark.parametrize(
+    ("sentence", "quote", "reason"),
+    [
+        ("There was a control group and a placebo group.", QUOTE, "negation"),
+        ("Treatment began on average 11 days after the injury.", "Treatment began on average 11 months after the injury.", "11 days"),
+        ("All participants improved by at least one AIS grade.", "7 of the 10 participants improved by at least one AIS grade.", "all"),
+        ("The cells calm inflammation.", "Researchers have proposed that the cells may calm inflammation.", "hedge"),
+        ("The study proved that the cells caused the improvements.", "The study cannot show that the cells caused the improvements.", ""),
+        ("It is an approved treatment.", "It is not an approved treatment.", "negation"),
+        ("Each injury was graded C or D.", "Each injury was graded A or B.", "C, D"),
+        ("The trial is registered as NCT99999999.", "The trial is registered as NCT03308565.", "NCT99999999"),
+        ("8 of the 10 patients had headaches.", "Headaches were reported in 8 patients.", "10"),
+    ],
+)
+def test_the_verifier_drops_distortions(verifier: Verifier, sentence: str, quote: str, reason: str) -> None:
+    problem = verifier.problem(sentence, quote)
+    assert problem is not None, f"{sentence!r} was accepted against {quote!r}"
+    assert reason in problem
+
+
+@pytest.mark.parametrize(
+    ("sentence", "quote"),
+    [
+        (QUOTE, QUOTE),
+        ("There was no placebo group and no randomization.", QUOTE),
+        ("Headaches were reported in 8 patients.", "Headaches were reported in 8 patients, and went away."),
+    ],
+)
+def test_the_verifier_keeps_what_the_quote_states(verifier: Verifier, sentence: str, quote: str) -> None:
+    assert verifier.problem(sentence, quote) is None

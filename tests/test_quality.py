@@ -1,0 +1,74 @@
+"""Answer and verification quality on every corpus's question and claim sets, with floors a
+little below the figures reached (tests/eval/floors.yaml), so quality cannot regress silently.
+
+The test splits were run once as the measurement of record; these floors only keep that level."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from assistant.claims import evaluate_claims, load_claims
+from assistant.evaluate import EVAL_DIR, corpora, corpus_pipeline, evaluate_corpus
+from tests.conftest import ROOT, make_settings
+
+pytestmark = pytest.mark.slow
+
+FLOORS = yaml.safe_load((ROOT / "tests/eval/floors.yaml").read_text(encoding="utf-8"))
+NAMES = corpora(ROOT / EVAL_DIR)
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def corpus(request, tmp_path_factory, real_embedder):  # type: ignore[no-untyped-def]
+    import os
+
+    settings = make_settings(tmp_path_factory.mktemp("quality"))
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        with corpus_pipeline(settings, request.param, ROOT / EVAL_DIR) as pipeline:
+            yield request.param, pipeline
+    finally:
+        os.chdir(cwd)
+
+
+def test_the_sets_are_large_enough_and_cover_every_style() -> None:
+    styles = {"plain", "slang", "typo", "context", "multipart", "followup", "clinician", "near_refuse", "offtopic", "safety"}
+    for name in NAMES:
+        for split in ("dev", "test"):
+            cases = yaml.safe_load((ROOT / EVAL_DIR / name / f"questions-{split}.yaml").read_text())
+            assert {c["style"] for c in cases} >= styles, (name, split)
+            assert len(cases) >= (100 if name == "celltop" else 30)
+    claims = [c for name in NAMES for split in ("dev", "test") for c in load_claims(ROOT / EVAL_DIR / name / f"claims-{split}.yaml")]
+    assert sum(not c.faithful for c in claims) >= 150 and sum(c.faithful for c in claims) >= 75
+
+
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_questions_meet_their_floors(corpus, split: str) -> None:  # type: ignore[no-untyped-def]
+    name, pipeline = corpus
+    report = evaluate_corpus(pipeline, name, split, ROOT / EVAL_DIR)
+    floor = FLOORS["questions"][name][split]
+    failures = [f"{r['id']} [{r['outcome']}]" for r in report["results"] if not r["passed"]]
+    assert report["pass_rate"] >= floor["pass_rate"], failures
+    assert report["refusal_precision"] >= floor["refusal_precision"]
+    assert report["refusal_recall"] >= floor["refusal_recall"]
+    assert report["wrong_topic"] <= floor["wrong_topic_max"]
+    for r in report["results"]:
+        assert not [p for p in r["problems"] if "verbatim" in p or "names no citation" in p or "not in its quote" in p], r
+
+
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_the_verifier_shows_no_false_claim(corpus, split: str) -> None:  # type: ignore[no-untyped-def]
+    name, pipeline = corpus
+    report = evaluate_claims(pipeline, load_claims(ROOT / EVAL_DIR / name / f"claims-{split}.yaml"))
+    floor = FLOORS["claims"][name][split]
+    shown = [r["id"] for r in report["rows"] if not r["faithful"] and r["kept"]]
+    assert report["false_shown"] <= floor["false_shown_max"], shown
+    assert report["faithful_kept_rate"] >= floor["faithful_kept_rate"]
+
+
+def test_floors_file_names_every_corpus() -> None:
+    assert set(FLOORS["questions"]) == set(NAMES) == set(FLOORS["claims"])
+    assert Path(ROOT / "tests/eval/floors.yaml").exists()
