@@ -143,6 +143,16 @@ def first_sentence(text: str) -> str:
 
 def wait_for_answers(page_or_frame, count: int) -> None:  # type: ignore[no-untyped-def]
     """Until ``count`` answers are complete (each complete answer has its sources line or footer)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        _wait_for_answers(page_or_frame, count)
+    except PlaywrightTimeout:
+        chat = page_or_frame.evaluate("() => (document.querySelector('#chat') || document.body).innerText")
+        raise AssertionError(f"fewer than {count} complete answers; the conversation shows:\n{chat}") from None
+
+
+def _wait_for_answers(page_or_frame, count: int) -> None:  # type: ignore[no-untyped-def]
     page_or_frame.wait_for_function(
         """(count) => {
           const chat = document.querySelector('#chat');
@@ -231,7 +241,9 @@ def test_chat_layout_and_states(ui_server: str, browser) -> None:  # type: ignor
     page = browser.new_page(viewport=DESKTOP)
     page.goto(ui_server + "/", wait_until="load")
     page.get_by_label("Your question").wait_for()
-    # No alert: no room taken between the conversation and the question box.
+    # No alert: no room taken by an empty alert block.
+    heights = page.locator("#alert").evaluate_all("els => els.map((e) => e.getBoundingClientRect().height)")
+    assert all(h == 0 for h in heights), f"an empty alert takes {heights} px"
     chat_box = page.locator("#chat").bounding_box()
     question_box = page.locator("#question").bounding_box()
     assert chat_box and question_box
