@@ -445,12 +445,16 @@ def test_widget_embedded_as_the_readme_says(built_index, browser) -> None:  # ty
         page.screenshot(path=str(ARTIFACTS / "widget-400x640-source.png"))
         frame.get_by_role("button", name="Close the sources").click()
         frame.locator("#sources").wait_for(state="hidden")
-        answers.nth(1).locator("a", has_text="[1]").first.click()
+        # With the keyboard alone: Enter on the marker opens, Escape closes and returns to the marker.
+        marker = answers.nth(1).locator("a", has_text="[1]").first
+        marker.focus()
+        page.keyboard.press("Enter")
         card = visible_card(frame)
-        assert card["mark"] == second["citations"][0]["quote"]
+        assert card is not None and card["mark"] == second["citations"][0]["quote"]
         assert card["link"] == second["citations"][0]["url"] and card["linkText"] == "Open the original"
-        frame.get_by_role("button", name="Close the sources").click()
+        page.keyboard.press("Escape")
         frame.locator("#sources").wait_for(state="hidden")
+        assert marker.evaluate("e => e === document.activeElement")
         page.screenshot(path=str(ARTIFACTS / "widget-400x640.png"))
 
         for width, height in WIDGET_SIZES[1:]:
