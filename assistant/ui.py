@@ -242,6 +242,14 @@ def _history_for_pipeline(chat: list[dict[str, Any]], saved: Mapping[Any, Mappin
     return out
 
 
+def example_sets(question: gr.Textbox) -> list[Any]:
+    """The example questions; selecting one asks it (wired in build_blocks)."""
+    return [
+        gr.Examples(PATIENT_EXAMPLES, inputs=question, label="Patients often ask"),
+        gr.Examples(CLINICIAN_EXAMPLES, inputs=question, label="Clinicians often ask"),
+    ]
+
+
 def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = False) -> gr.Blocks:
     store = FeedbackStore(settings.feedback_path, settings.feedback_enabled)
     with gr.Blocks(title="CELLTOP study assistant" + (" (widget)" if compact else ""), fill_height=compact) as blocks:
@@ -257,7 +265,7 @@ def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = Fal
         # The widget's parts sit at the top level, so that the conversation takes the frame's free height.
         row = contextlib.nullcontext() if compact else gr.Row(equal_height=False)
         with row:
-            with contextlib.nullcontext() if compact else gr.Column(scale=3, min_width=300):
+            with contextlib.nullcontext() if compact else gr.Column(scale=3, min_width=380):
                 audience = gr.Radio(
                     ["Patient", "Clinician"],
                     value="Patient",
@@ -292,6 +300,11 @@ def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = Fal
                 new = gr.Button(
                     "New conversation", elem_id="new-conversation", variant="secondary", size="sm" if compact else "md"
                 )
+                if not compact:
+                    # Example questions: next to the question box on a wide screen; on a narrow one
+                    # (where the columns stack) after the sources instead, see below.
+                    with gr.Row(elem_classes=["examples-wide"]):
+                        examples.extend(example_sets(question))
             if not compact:
                 with gr.Column(scale=2, min_width=300):
                     gr.Markdown("## Sources")
@@ -301,11 +314,9 @@ def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = Fal
             sources = gr.HTML(sources_html(None, sheet=True), elem_id="sources", container=False)
             glance = gr.HTML("", visible=False)
         else:
-            # Below the conversation and its sources, so that on a phone the sources come
-            # right after the answer. Selecting one asks it.
-            with gr.Row():
-                examples.append(gr.Examples(PATIENT_EXAMPLES, inputs=question, label="Patients often ask"))
-                examples.append(gr.Examples(CLINICIAN_EXAMPLES, inputs=question, label="Clinicians often ask"))
+            # On a phone the sources come right after the answer, then the examples.
+            with gr.Row(elem_classes=["examples-narrow"]):
+                examples.extend(example_sets(question))
 
         async def respond(
             message: str, chat: list[dict[str, Any]], who: str, saved: dict[Any, Any]

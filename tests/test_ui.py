@@ -264,7 +264,11 @@ def test_chat_layout_and_states(ui_server: str, browser) -> None:  # type: ignor
     page.mouse.move(0, 0)
 
     # An example asks its question.
-    page.get_by_text("What does autologous mean?", exact=True).click()
+    # On a wide screen the examples sit under the question box, whatever the sources column holds.
+    new_box = page.get_by_role("button", name="New conversation").bounding_box()
+    chips = page.get_by_text("Patients often ask").filter(visible=True).bounding_box()
+    assert new_box and chips and 0 < chips["y"] - new_box["y"] < 150
+    page.get_by_text("What does autologous mean?", exact=True).filter(visible=True).click()
     wait_for_answers(page, 1)
     assert "What does autologous mean?" in page.locator("#chat").inner_text()
     assert "[1]" in page.locator("#chat [data-testid='bot']").first.inner_text()
@@ -302,7 +306,7 @@ def test_chat_on_a_phone(ui_server: str, browser) -> None:  # type: ignore[no-un
     # The sources come right after the conversation, before the example questions.
     box = page.locator("#question").bounding_box()
     sources = page.locator("#sources").bounding_box()
-    chips = page.get_by_text("Patients often ask").first.bounding_box()
+    chips = page.get_by_text("Patients often ask").filter(visible=True).bounding_box()
     assert box and sources and chips
     assert sources["y"] < chips["y"], "the example chips stand between the answer and its sources"
     assert sources["y"] - (box["y"] + box["height"]) < 200
