@@ -468,6 +468,19 @@ def test_widget_embedded_as_the_readme_says(built_index, browser) -> None:  # ty
             assert first_line_visible(frame, 1)
             page.screenshot(path=str(ARTIFACTS / f"widget-{width}x{height}.png"))
 
+        # In the smallest frame, an emergency alert shows and still nothing is cut off.
+        iframe.evaluate("(f) => { f.width = 360; f.height = 560; }")
+        frame.wait_for_function("() => innerWidth === 360")
+        frame.get_by_label("Your question").fill("I just fell and suddenly can't feel my legs")
+        frame.get_by_label("Your question").press("Enter")
+        alert = frame.locator("#alert .alert-emergency")
+        alert.wait_for()
+        assert widget_fits(frame) == []
+        assert alert.evaluate(
+            "e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"
+        )
+        page.screenshot(path=str(ARTIFACTS / "widget-360x560-emergency.png"))
+
         frame.get_by_role("button", name="New conversation").click()
         frame.wait_for_function("!document.querySelector('#chat [data-testid=\"bot\"]')")
         page.close()
