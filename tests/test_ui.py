@@ -346,6 +346,15 @@ def test_docs_work_offline(ui_server: str, browser) -> None:  # type: ignore[no-
     page.close()
 
 
+@pytest.mark.slow
+def test_the_widget_address_as_printed_opens_the_widget(ui_server: str, browser) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 400, "height": 640})
+    page.goto(ui_server + "/widget?from=start-up-line", wait_until="load")
+    page.get_by_label("Your question").wait_for()
+    assert page.url == ui_server + "/widget/?from=start-up-line"
+    page.close()
+
+
 # --- the widget, embedded as the README says -----------------------------------------------
 
 
