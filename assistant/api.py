@@ -114,8 +114,11 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
         title="CELLTOP study assistant",
         description="Answers about the CELLTOP Phase 1 trial from the study material only, with verified citations.",
         version="0.1.0",
+        docs_url=None,  # served below from local files: FastAPI's own /docs loads Swagger UI from a CDN
+        redoc_url=None,
     )
     app.state.holder = holder
+    _offline_docs(app)
 
     @app.on_event("startup")
     def _start() -> None:
@@ -197,6 +200,30 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
 
         mount_ui(app, settings, holder)
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from files the app serves itself (the fastapi-offline package ships them)."""
+    from pathlib import Path
+
+    import fastapi_offline
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title=f"{app.title}: HTTP API",
+            swagger_js_url=f"{root}/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs-assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs-assets/favicon.png",
+        )
 
 
 def ensure_index(settings: Settings) -> None:

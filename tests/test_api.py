@@ -186,28 +186,7 @@ def test_health_is_503_before_the_index_is_loaded(tmp_path: Path) -> None:
 
 # --- the browser -------------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
+# Debian's Chromium: the `browser` fixture is in conftest.py.
 
 
 def ask_in_page(page, question: str) -> None:  # type: ignore[no-untyped-def]
@@ -234,10 +213,10 @@ def test_chat_in_the_browser(server: str, browser, built_index) -> None:  # type
     assert page.locator("#sources .badge").first.inner_text() in ("Trial paper summary", "Patient FAQ", "Glossary")
     page.screenshot(path=str(ARTIFACTS / "chat-answer.png"), full_page=True)
 
-    # Selecting [1] in the answer brings its source into view.
-    page.locator("#chat a[href='#src-1']").last.click()
-    page.wait_for_function("document.querySelector('#src-1').classList.contains('flash')", timeout=5000)
-    assert page.evaluate("document.activeElement && document.activeElement.id") == "src-1"
+    # Selecting [1] in the answer brings its source into view (answer 1 is chat message 1).
+    page.locator("#chat a[href='#src-1-1']").last.click()
+    page.wait_for_function("document.querySelector('#src-1-1').classList.contains('flash')", timeout=5000)
+    assert page.evaluate("document.activeElement && document.activeElement.id") == "src-1-1"
 
     # Thumbs up is stored, without IP or user agent.
     page.locator("#chat button[aria-label='Like']").last.click()
@@ -288,33 +267,4 @@ def test_chat_in_the_browser(server: str, browser, built_index) -> None:  # type
     page.close()
 
 
-def test_widget_embedded_from_another_origin(built_index, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    import http.server
-    import threading
-
-    embed_port = free_port()
-    origin = f"http://127.0.0.1:{embed_port}"
-    proc, base = start_server(built_index, {"ASSISTANT_FRAME_ANCESTORS": json.dumps([origin])})
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "embed.html").write_text((ROOT / "examples/embed.html").read_text().replace("http://127.0.0.1:7860", base))
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(site), **k)  # noqa: E731
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", embed_port), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        assert origin in httpx.get(base + "/widget/").headers["content-security-policy"]
-        page = browser.new_page(viewport={"width": 1000, "height": 800})
-        page.goto(origin + "/embed.html", wait_until="load")
-        frame = page.frame_locator("iframe#celltop-assistant")
-        box = frame.get_by_label("Your question")
-        box.wait_for(timeout=30000)
-        box.fill("What side effects were seen?")
-        box.press("Enter")
-        frame.get_by_text("Sources").first.wait_for(timeout=30000)
-        text = frame.locator("#chat").inner_text()
-        assert "[1]" in text and "headache" in text.lower()
-        page.screenshot(path=str(ARTIFACTS / "widget-embedded.png"), full_page=True)
-        page.close()
-    finally:
-        httpd.shutdown()
-        stop(proc)
+# The widget embedded from another origin, as the README says: tests/test_ui.py.
