@@ -52,6 +52,29 @@ class Settings(BaseSettings):
         description="Origins allowed to frame /widget (CSP frame-ancestors and CORS); empty = same origin only.",
     )
     ingest_wait_s: float = Field(0.0, ge=0, description="How long a second ingest waits for a running one.")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted (413 beyond it, refused before it is read)."
+    )
+    body_timeout_s: float = Field(10.0, gt=0, description="Time allowed to receive a whole request body (408 beyond).")
+    max_answers_in_flight: int = Field(
+        16, ge=1, description="Answers computed at once (API and UI together); beyond it 503 with Retry-After."
+    )
+    rate_limit_per_minute: float = Field(
+        30.0, ge=0, description="Questions and UI events per client per minute (429 beyond); 0 = no limit."
+    )
+    rate_limit_burst: int = Field(10, ge=1, description="Requests a client may make at once before the rate applies.")
+    rate_limit_exempt: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="Client addresses never rate limited (JSON list); [] limits loopback too.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxy addresses whose X-Forwarded-For names the client (JSON list); empty = use the peer address.",
+    )
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    log_questions: bool = Field(
+        False, description="Put question and answer text (and full UI tracebacks) in the request log."
+    )
 
     @field_validator("chroma_url", "llm_base_url", "embedding_sha256", mode="before")
     @classmethod
