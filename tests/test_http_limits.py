@@ -172,6 +172,8 @@ def test_rate_limit_gives_429_with_retry_after(limited: str) -> None:
     # The proxy appends the address it saw: what the client wrote before it does not count.
     assert _ask_as(limited, "203.0.113.10, 203.0.113.12").status_code == 200
     assert _ask_as(limited, "203.0.113.12, 203.0.113.10").status_code == 429
+    metrics = httpx.get(limited + "/metrics", timeout=30).text
+    assert 'assistant_requests_total{outcome="rate_limited",route="/api/ask"} 2.0' in metrics
 
 
 def test_rate_limit_covers_the_ui_events(limited: str) -> None:
