@@ -160,8 +160,8 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
         version="0.1.0",
     )
     app.state.holder = holder
-    slots = AnswerSlots(settings.max_answers_in_flight)
-    metrics = Metrics(lambda: holder.pipeline, lambda: slots.in_flight, slots.limit)
+    slots = AnswerSlots(settings.max_answers_in_flight, settings.answer_wait_s, settings.max_answers_waiting)
+    metrics = Metrics(lambda: holder.pipeline, slots)
     holder.wrap = lambda pipeline: cast(Pipeline, GatedPipeline(pipeline, slots, metrics, settings.log_questions))
     if holder.pipeline is not None and not isinstance(holder.pipeline, GatedPipeline):
         holder.pipeline = holder.wrap(holder.pipeline)
@@ -218,9 +218,11 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
         if pipeline is None:
             log_info["outcome"] = "loading"
             return _error(503, "the assistant is still loading; try again shortly", headers=retry)
+        gate: Any = pipeline  # a GatedPipeline, unless a test set the pipeline after create_app
+        if not isinstance(gate, GatedPipeline):
+            gate = GatedPipeline(pipeline, slots, metrics, settings.log_questions)
         try:
-            answer = await run_in_threadpool(
-                pipeline.ask,
+            answer = await gate.ask_async(
                 request.question,
                 audience=request.audience,
                 history=[{"role": t.role, "content": t.content} for t in request.history],

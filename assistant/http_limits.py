@@ -8,18 +8,20 @@
   instead of falling through to the UI mounted at / (404 with {"detail"});
 - a rate limit per client on /api/ask and the UI's events (429 with Retry-After), the client
   taken from X-Forwarded-For only when the peer is a trusted proxy;
-- a cap on answers computed at once (AnswerSlots; 503 with Retry-After beyond it).
+- a cap on answers computed at once (AnswerSlots: a short wait for a slot, then 503 with
+  Retry-After).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -44,28 +46,102 @@ class Busy(QuestionError):
         super().__init__("The assistant is busy answering other questions; please try again in a few seconds.")
 
 
-class AnswerSlots:
-    """At most `limit` answers computed at once, across the API and the UI; never waits."""
+class _Waiter:
+    """One caller waiting for a slot; `granted` is set under the slots' lock when one passes to it."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self.wake = wake
+        self.granted = False
+
+
+class AnswerSlots:
+    """At most `limit` answers computed at once, across the API and the UI.
+
+    A caller beyond the limit waits up to `wait_s` for a slot, first come first served, and at
+    most `max_waiting` callers wait; the rest are refused at once. Threads (the UI's answer
+    threads) wait with `acquire`, coroutines (the API) with `acquire_async`, which holds no
+    worker thread while it waits.
+    """
+
+    def __init__(self, limit: int, wait_s: float = 0.0, max_waiting: int = 0) -> None:
         self.limit = limit
+        self.wait_s = wait_s
+        self.max_waiting = max_waiting
         self._in_flight = 0
+        self._waiters: deque[_Waiter] = deque()
         self._lock = threading.Lock()
 
     @property
     def in_flight(self) -> int:
         return self._in_flight
 
-    def try_acquire(self) -> bool:
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def _take_or_queue(self, wake: Callable[[], None]) -> bool | _Waiter | None:
+        """True: a slot is ours. A _Waiter: queued. None: refused."""
         with self._lock:
-            if self._in_flight >= self.limit:
-                return False
-            self._in_flight += 1
-            return True
+            if self._in_flight < self.limit and not self._waiters:
+                self._in_flight += 1
+                return True
+            if len(self._waiters) >= self.max_waiting or self.wait_s <= 0:
+                return None
+            waiter = _Waiter(wake)
+            self._waiters.append(waiter)
+            return waiter
+
+    def _give_up(self, waiter: _Waiter) -> bool:
+        """After a wait ended without a wake-up seen: True if the slot came to us meanwhile."""
+        with self._lock:
+            if waiter.granted:
+                return True
+            self._waiters.remove(waiter)
+            return False
+
+    def acquire(self) -> bool:
+        event = threading.Event()
+        got = self._take_or_queue(event.set)
+        if not isinstance(got, _Waiter):
+            return bool(got)
+        event.wait(self.wait_s)
+        return self._give_up(got)
+
+    async def acquire_async(self) -> bool:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
+                loop.call_soon_threadsafe(resolve)
+
+        got = self._take_or_queue(wake)
+        if not isinstance(got, _Waiter):
+            return bool(got)
+        try:
+            await asyncio.wait_for(future, self.wait_s)
+        except TimeoutError:
+            return self._give_up(got)
+        except asyncio.CancelledError:  # the client went away while waiting
+            if self._give_up(got):
+                self.release()
+            raise
+        return True
 
     def release(self) -> None:
+        waiter = None
         with self._lock:
-            self._in_flight = max(0, self._in_flight - 1)
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.granted = True  # the slot passes on; in_flight stays
+            else:
+                self._in_flight = max(0, self._in_flight - 1)
+        if waiter is not None:
+            waiter.wake()
 
 
 class RateLimiter:

@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from assistant.answer.types import Answer
+from assistant.http_limits import AnswerSlots
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -64,10 +65,9 @@ class _StoreProbe:
 
 
 class _StateCollector(Collector):
-    def __init__(self, pipeline: Callable[[], Any], in_flight: Callable[[], int], limit: int) -> None:
+    def __init__(self, pipeline: Callable[[], Any], slots: AnswerSlots) -> None:
         self._pipeline = pipeline
-        self._in_flight = in_flight
-        self._limit = limit
+        self._slots = slots
         self._probe = _StoreProbe()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -75,8 +75,11 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "assistant_ready", "1 when the index is loaded and questions are answered", pipeline is not None
         )
-        yield GaugeMetricFamily("assistant_answers_in_flight", "Answers being computed now", self._in_flight())
-        yield GaugeMetricFamily("assistant_answers_in_flight_limit", "Most answers computed at once", self._limit)
+        yield GaugeMetricFamily("assistant_answers_in_flight", "Answers being computed now", self._slots.in_flight)
+        yield GaugeMetricFamily(
+            "assistant_answers_waiting", "Questions waiting for an answer slot", self._slots.waiting
+        )
+        yield GaugeMetricFamily("assistant_answers_in_flight_limit", "Most answers computed at once", self._slots.limit)
         if pipeline is None:
             return
         stats = pipeline.stats()
@@ -95,7 +98,7 @@ class _StateCollector(Collector):
 class Metrics:
     """One registry per app (several apps may live in one test process)."""
 
-    def __init__(self, pipeline: Callable[[], Any], in_flight: Callable[[], int], limit: int) -> None:
+    def __init__(self, pipeline: Callable[[], Any], slots: AnswerSlots) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "assistant_requests",
@@ -120,7 +123,7 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         ProcessCollector(registry=self.registry)
-        self.registry.register(_StateCollector(pipeline, in_flight, limit))
+        self.registry.register(_StateCollector(pipeline, slots))
 
     def observe_answer(self, channel: str, outcome: str, answer: Answer | None = None) -> None:
         self.answers.labels(channel, outcome).inc()

@@ -57,7 +57,13 @@ class Settings(BaseSettings):
     )
     body_timeout_s: float = Field(10.0, gt=0, description="Time allowed to receive a whole request body (408 beyond).")
     max_answers_in_flight: int = Field(
-        16, ge=1, description="Answers computed at once (API and UI together); beyond it 503 with Retry-After."
+        16, ge=1, description="Answers computed at once (API and UI together); others wait for a slot."
+    )
+    answer_wait_s: float = Field(
+        5.0, ge=0, description="How long a question waits for an answer slot before 503 with Retry-After."
+    )
+    max_answers_waiting: int = Field(
+        64, ge=0, description="Questions that may wait for a slot at once; beyond it 503 with Retry-After at once."
     )
     rate_limit_per_minute: float = Field(
         30.0, ge=0, description="Questions and UI events per client per minute (429 beyond); 0 = no limit."

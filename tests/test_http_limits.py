@@ -3,10 +3,13 @@ and the cap on answers in flight, on real uvicorn servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
@@ -16,9 +19,9 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from assistant.http_limits import RateLimiter, client_address
+from assistant.http_limits import AnswerSlots, RateLimiter, client_address
 from tests.conftest import free_port
-from tests.gradio_events import join, result
+from tests.gradio_events import ask_ui, join, result
 from tests.test_api import server, start_server, stop
 
 pytestmark = pytest.mark.slow
@@ -81,6 +84,9 @@ def test_length_is_checked_on_the_raw_text(server: str) -> None:
     history = [{"role": "user", "content": "\x02" * 20_001}]
     response = httpx.post(server + "/api/ask", json={"question": QUESTION, "history": history}, timeout=60)
     assert "history.0.content" in json.dumps(assert_json_error(response, 422))
+    # The chat too: its question reaches the pipeline as typed.
+    done = ask_ui(server, question)
+    assert "longer than 2000 characters" in json.dumps(done["output"]) and "headache" not in json.dumps(done)
 
 
 @pytest.mark.parametrize("prefix", ["", "/widget"])
@@ -132,6 +138,57 @@ def test_client_address_uses_forwarded_for_only_from_trusted_proxies() -> None:
     assert client_address(scope("127.0.0.1", "198.51.100.1, 203.0.113.9"), ["127.0.0.1"]) == "203.0.113.9"
     assert client_address(scope("127.0.0.1", "203.0.113.9, 10.0.0.5"), ["127.0.0.1", "10.0.0.5"]) == "203.0.113.9"
     assert client_address(scope("127.0.0.1", "not an address"), ["127.0.0.1"]) == "127.0.0.1"
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_answer_slots_hand_over_in_order_and_refuse_beyond_the_queue() -> None:
+    slots = AnswerSlots(limit=1, wait_s=60, max_waiting=2)
+    assert slots.acquire()
+    order: list[str] = []
+    threads = [threading.Thread(target=lambda n=n: slots.acquire() and order.append(n)) for n in "ab"]
+    for count, thread in enumerate(threads, 1):
+        thread.start()
+        _until(lambda count=count: slots.waiting == count)
+    assert slots.acquire() is False  # the queue is full: refused at once
+    slots.release()
+    threads[0].join(30)
+    assert order == ["a"] and slots.in_flight == 1 and slots.waiting == 1
+    slots.release()
+    threads[1].join(30)
+    assert order == ["a", "b"] and slots.in_flight == 1
+    slots.release()
+    assert slots.in_flight == 0
+
+    short = AnswerSlots(limit=1, wait_s=0.05, max_waiting=1)
+    assert short.acquire() and short.acquire() is False and short.waiting == 0
+
+
+def test_answer_slots_for_coroutines_hold_no_thread_and_survive_cancellation() -> None:
+    async def scenario() -> None:
+        slots = AnswerSlots(limit=1, wait_s=60, max_waiting=1)
+        assert await slots.acquire_async()
+        waiter = asyncio.create_task(slots.acquire_async())
+        while slots.waiting == 0:
+            await asyncio.sleep(0)
+        waiter.cancel()  # the client went away
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+        assert slots.waiting == 0 and slots.in_flight == 1
+        waiter = asyncio.create_task(slots.acquire_async())
+        while slots.waiting == 0:
+            await asyncio.sleep(0)
+        await asyncio.to_thread(slots.release)  # a UI thread finishing hands its slot over
+        assert await waiter is True and slots.in_flight == 1
+        slots.release()
+        assert slots.in_flight == 0
+
+    asyncio.run(scenario())
 
 
 def test_token_bucket_refills_at_its_rate() -> None:
@@ -237,8 +294,9 @@ class HangingLLM:
 
 
 def test_health_and_pages_stay_up_while_answers_hang(built_index) -> None:  # type: ignore[no-untyped-def]
-    """45 questions whose LLM never answers: 16 (the cap) wait, the rest get 503 at once, and
-    health, the chat page, the widget and a UI question are all answered meanwhile."""
+    """45 questions whose LLM does not answer: 16 (the cap) are computed, 8 wait for a slot, the
+    other 21 get 503 at once; health, the chat page, the widget and a UI question (busy) are all
+    answered meanwhile; when the LLM comes back the 24 are answered."""
     llm = HangingLLM()
     proc, base = start_server(
         built_index,
@@ -246,6 +304,8 @@ def test_health_and_pages_stay_up_while_answers_hang(built_index) -> None:  # ty
             "ASSISTANT_ANSWERER": "llm",
             "ASSISTANT_LLM_BASE_URL": f"http://127.0.0.1:{llm.port}/v1",
             "ASSISTANT_LLM_MODEL": "fake",
+            "ASSISTANT_ANSWER_WAIT_S": "120",
+            "ASSISTANT_MAX_ANSWERS_WAITING": "8",
         },
     )
     pool = ThreadPoolExecutor(max_workers=45)
@@ -254,11 +314,11 @@ def test_health_and_pages_stay_up_while_answers_hang(built_index) -> None:  # ty
             pool.submit(httpx.post, base + "/api/ask", json={"question": QUESTION}, timeout=120) for _ in range(45)
         ]
         assert llm.wait_for(16), f"only {llm.arrived} questions reached the LLM"
-        # Those beyond the cap come back now, while the 16 still hang.
+        # Those beyond the cap and the queue come back now, while 16 hang and 8 wait.
         finished = []
         for future in as_completed(futures, timeout=60):
             finished.append(future)
-            if len(finished) == 29:
+            if len(finished) == 21:
                 break
         busy = [f.result() for f in finished]
         assert {r.status_code for r in busy} == {503}
@@ -270,11 +330,13 @@ def test_health_and_pages_stay_up_while_answers_hang(built_index) -> None:  # ty
         assert httpx.get(base + "/widget/", timeout=10).status_code == 200
         ui = result(base, join(base, [QUESTION, [], "Patient", {}])[1])
         assert "busy" in json.dumps(ui["output"]).lower()
-        assert "assistant_answers_in_flight 16.0" in httpx.get(base + "/metrics", timeout=10).text
+        metrics = httpx.get(base + "/metrics", timeout=10).text
+        assert "assistant_answers_in_flight 16.0" in metrics and "assistant_answers_waiting 8.0" in metrics
 
         llm.release.set()
         answered = [f.result(timeout=120) for f in futures if f not in finished]
-        assert [r.status_code for r in answered] == [200] * 16
+        assert [r.status_code for r in answered] == [200] * 24
+        assert llm.arrived == 24
     finally:
         llm.release.set()
         pool.shutdown(wait=True, cancel_futures=True)
