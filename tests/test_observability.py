@@ -146,5 +146,8 @@ def test_log_questions_puts_the_text_in_the_log(verbose: Server) -> None:
     rid = response.headers["x-request-id"]
     line = verbose.wait_for_line(lambda line: f"id={rid} " in line)
     assert f'question="{QUESTION}"' in line and "headache" in line
+    assert ask_ui(verbose.base, QUESTION)["success"] is True
+    line = verbose.wait_for_line(lambda line: "answer channel=ui" in line)
+    assert f'question="{QUESTION}"' in line and "headache" in line
     assert ask_ui(verbose.base, QUESTION, audience=SECRET)["success"] is False
     verbose.wait_for_line(lambda line: SECRET in line)  # the whole traceback, as Gradio printed it
