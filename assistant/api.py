@@ -2,43 +2,71 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from assistant.access_log import SCOPE_KEY, AccessLog, quiet_gradio_tracebacks, setup_logging
 from assistant.answer.types import Citation
+from assistant.api_schema import ASK_BODY, ASK_RESPONSES, VISIBLE_PATTERN, ErrorBody, add_schemas
 from assistant.chain import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS, Pipeline, QuestionError, build_pipeline
 from assistant.documents import KINDS
+from assistant.gate import GatedPipeline, timing_fields
+from assistant.http_limits import BUSY_RETRY_AFTER_S, AnswerSlots, Busy, HttpLimits, api_methods_of
+from assistant.metrics import CONTENT_TYPE, Metrics, answer_outcome
 from assistant.settings import Settings
 from assistant.text import clean_input
+from assistant.web_security import PageScriptHashes, add_cors, content_security_policy
 
 log = logging.getLogger("assistant.api")
 
 
-def _as_text(value: Any) -> Any:
-    # Lone surrogates and control characters are handled as text, not rejected.
-    return clean_input(value) if isinstance(value, str) else value
+MAX_HISTORY_CHARS = 20000
 
 
-Text = Annotated[str, BeforeValidator(_as_text)]
+def _text(max_chars: int) -> Any:
+    """Text checked for length as sent (so cleaning cannot hide its size), then cleaned:
+    lone surrogates and control characters are handled as text, not rejected."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if len(value) > max_chars:
+            raise PydanticCustomError(
+                "string_too_long", "String should have at most {max_length} characters", {"max_length": max_chars}
+            )
+        return clean_input(value)
+
+    return BeforeValidator(check)
+
+
 Kind = Literal[KINDS]  # type: ignore[valid-type]
 
 
 class HistoryTurn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["user", "assistant"]
-    content: Text = Field(max_length=20000)
+    content: Annotated[str, _text(MAX_HISTORY_CHARS)] = Field(max_length=MAX_HISTORY_CHARS)
 
 
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    question: Text = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    question: Annotated[str, _text(MAX_QUESTION_CHARS)] = Field(
+        min_length=1,
+        max_length=MAX_QUESTION_CHARS,
+        description="At least one visible character; control and format characters count as spaces.",
+        json_schema_extra={"pattern": VISIBLE_PATTERN},
+    )
     audience: Literal["patient", "clinician"] = "patient"
     history: list[HistoryTurn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS)
     kinds: list[Kind] | None = Field(None, description="Only use documents of these kinds.", max_length=len(KINDS))
@@ -56,6 +84,9 @@ class AskResponse(BaseModel):
     timings_ms: dict[str, float]
     answerer: str
     standalone_question: str | None
+    uncovered: list[str] = Field(
+        default_factory=list, description="Parts of the question the material does not answer (the rest is answered)."
+    )
 
 
 class Health(BaseModel):
@@ -73,6 +104,7 @@ class PipelineHolder:
         self.pipeline = pipeline
         self.error: str | None = None
         self._thread: threading.Thread | None = None
+        self.wrap: Callable[[Pipeline], Pipeline] = lambda pipeline: pipeline  # create_app gates it
 
     def start(self) -> None:
         if self.pipeline is not None or self._thread is not None:
@@ -82,7 +114,7 @@ class PipelineHolder:
 
     def _load(self) -> None:
         try:
-            self.pipeline = build_pipeline(self.settings)
+            self.pipeline = self.wrap(build_pipeline(self.settings))
         except Exception as exc:  # reported by /api/health, never as a traceback
             log.exception("could not load the pipeline")
             self.error = str(exc)
@@ -93,11 +125,26 @@ class PipelineHolder:
         return self.pipeline
 
 
-def _error(status: int, message: str, details: Any = None) -> JSONResponse:
+def _error(status: int, message: str, details: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": message}
     if details:
         body["details"] = details
-    return JSONResponse(status_code=status, content=body)
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def parse_ask(body: bytes) -> AskRequest:
+    """The /api/ask body, parsed and checked in a worker thread (cleaning long text is CPU work)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        problem = str(exc)[:120] if isinstance(exc, ValueError) else "nested too deeply"
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {problem}"}]
+        ) from None
+    try:
+        return AskRequest.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, str]]:
@@ -119,6 +166,12 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
     )
     app.state.holder = holder
     _offline_docs(app)
+    slots = AnswerSlots(settings.max_answers_in_flight, settings.answer_wait_s, settings.max_answers_waiting)
+    metrics = Metrics(lambda: holder.pipeline, slots)
+    holder.wrap = lambda pipeline: cast(Pipeline, GatedPipeline(pipeline, slots, metrics, settings.log_questions))
+    if holder.pipeline is not None and not isinstance(holder.pipeline, GatedPipeline):
+        holder.pipeline = holder.wrap(holder.pipeline)
+    app.state.metrics = metrics
 
     @app.on_event("startup")
     def _start() -> None:
@@ -144,61 +197,71 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
             if content_type != "application/json":
                 return _error(415, "send the question as JSON (Content-Type: application/json)")
         response = await call_next(request)
-        ancestors = " ".join(["'self'", *settings.frame_ancestors])
-        response.headers.setdefault("Content-Security-Policy", f"frame-ancestors {ancestors}")
+        response.headers.setdefault("Content-Security-Policy", content_security_policy(settings, request.url.path))
         if not settings.frame_ancestors:
             response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
-    if settings.frame_ancestors:
-        from fastapi.middleware.cors import CORSMiddleware
-
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.frame_ancestors),
-            allow_methods=["GET", "POST"],
-            allow_headers=["*"],
-        )
+    add_cors(app, settings)
 
     @app.get("/api/health", response_model=Health, response_model_exclude_none=True, responses={503: {"model": Health}})
-    def health() -> Any:
+    async def health() -> Any:  # async: never waits behind answers for a worker thread
         pipeline = holder.pipeline
         if pipeline is None:
             status = "error" if holder.error else "loading"
             return JSONResponse(status_code=503, content={"status": status, "detail": holder.error})
         return {"status": "ok", **pipeline.stats()}
 
-    @app.post(
-        "/api/ask",
-        response_model=AskResponse,
-        responses={
-            415: {"description": "not JSON"},
-            422: {"description": "invalid request"},
-            503: {"description": "index not loaded"},
-        },
-    )
-    def ask(request: AskRequest) -> Any:
+    @app.post("/api/ask", response_model=AskResponse, responses=ASK_RESPONSES, openapi_extra=ASK_BODY)
+    async def ask(http_request: Request) -> Any:
+        # Parsing and answering run in worker threads: the event loop only moves bytes.
+        request = await run_in_threadpool(parse_ask, await http_request.body())
+        log_info = http_request.scope.get(SCOPE_KEY, {})
+        retry = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
         pipeline = holder.pipeline
         if pipeline is None:
-            return _error(503, "the assistant is still loading; try again shortly")
+            log_info["outcome"] = "loading"
+            return _error(503, "the assistant is still loading; try again shortly", headers=retry)
+        gate: Any = pipeline  # a GatedPipeline, unless a test set the pipeline after create_app
+        if not isinstance(gate, GatedPipeline):
+            gate = GatedPipeline(pipeline, slots, metrics, settings.log_questions)
         try:
-            answer = pipeline.ask(
+            answer = await gate.ask_async(
                 request.question,
                 audience=request.audience,
                 history=[{"role": t.role, "content": t.content} for t in request.history],
                 kinds=request.kinds,
                 audiences=request.document_audiences,
             )
+        except Busy as exc:
+            log_info["outcome"] = "busy"
+            return _error(503, str(exc), headers=retry)
         except QuestionError as exc:
             return _error(422, str(exc))
+        log_info.update(outcome=answer_outcome(answer), **timing_fields(answer))
+        if settings.log_questions:
+            log_info.update(question=request.question, answer=answer.text)
         return answer.as_json()
+
+    if settings.metrics_enabled:
+
+        @app.get("/metrics", include_in_schema=False)
+        def prometheus_metrics() -> Response:
+            return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    add_schemas(app, AskRequest, ErrorBody)
+    api_methods = api_methods_of(app)
+    app.add_middleware(PageScriptHashes, settings=settings)
+    app.add_middleware(HttpLimits, settings=settings, api_methods=api_methods)
+    app.add_middleware(AccessLog, metrics=metrics, api_paths=lambda: set(api_methods()))
 
     if with_ui:
         from assistant.ui import mount_ui
 
         mount_ui(app, settings, holder)
+        quiet_gradio_tracebacks(verbose=settings.log_questions)
     return app
 
 
@@ -255,4 +318,6 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     host = host or settings.host
     port = port or settings.port
     print(f"Serving on http://{host}:{port}  (chat at /, widget at /widget, API at /api/ask)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    setup_logging()
+    # proxy_headers off: X-Forwarded-For is believed only from ASSISTANT_TRUSTED_PROXIES (http_limits).
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5, proxy_headers=False)

@@ -59,6 +59,35 @@ class Settings(BaseSettings):
         description='A clinic\'s own kinds of document, as JSON: {"leaflet": {"label": "Patient leaflet", "trust": 0.9}}'
         " (fields as in assistant/data/kinds.yaml).",
     )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted (413 beyond it, refused before it is read)."
+    )
+    body_timeout_s: float = Field(10.0, gt=0, description="Time allowed to receive a whole request body (408 beyond).")
+    max_answers_in_flight: int = Field(
+        16, ge=1, description="Answers computed at once (API and UI together); others wait for a slot."
+    )
+    answer_wait_s: float = Field(
+        5.0, ge=0, description="How long a question waits for an answer slot before 503 with Retry-After."
+    )
+    max_answers_waiting: int = Field(
+        64, ge=0, description="Questions that may wait for a slot at once; beyond it 503 with Retry-After at once."
+    )
+    rate_limit_per_minute: float = Field(
+        30.0, ge=0, description="Questions and UI events per client per minute (429 beyond); 0 = no limit."
+    )
+    rate_limit_burst: int = Field(10, ge=1, description="Requests a client may make at once before the rate applies.")
+    rate_limit_exempt: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="Client addresses never rate limited (JSON list); [] limits loopback too.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxy addresses whose X-Forwarded-For names the client (JSON list); empty = use the peer address.",
+    )
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
+    log_questions: bool = Field(
+        False, description="Put question and answer text (and full UI tracebacks) in the request log."
+    )
 
     @field_validator("chroma_url", "llm_base_url", "embedding_sha256", mode="before")
     @classmethod
