@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, cast
 
@@ -91,8 +92,10 @@ class AskResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
-    documents: int | None = None
+    documents: int | None = Field(None, description="Documents in the index the app answers from.")
     chunks: int | None = None
+    units: int | None = Field(None, description="Quotable units (sentences, field lines) in that index.")
+    generation: int | None = Field(None, description="Which committed index it is; it rises with each ingest.")
     detail: str | None = None
 
 
@@ -118,6 +121,21 @@ class PipelineHolder:
         except Exception as exc:  # reported by /api/health, never as a traceback
             log.exception("could not load the pipeline")
             self.error = str(exc)
+            return
+        threading.Thread(target=self._follow, name="index-follower", daemon=True).start()
+
+    def _follow(self) -> None:
+        """Follow what `assistant ingest` commits while the app serves: a newer index is loaded
+        beside the one in use and swapped in, so questions are answered from it within seconds."""
+        while True:
+            time.sleep(self.settings.reload_interval_s)
+            pipeline = self.pipeline
+            if pipeline is None:
+                continue
+            try:
+                pipeline.refresh()
+            except Exception as exc:  # keep answering from the index already loaded
+                log.warning("could not load the newer index: %s", exc)
 
     def wait(self, timeout: float | None = None) -> Pipeline | None:
         if self._thread is not None:

@@ -106,7 +106,8 @@ class Pipeline:
         return self.snapshot.corpus
 
     def stats(self) -> dict[str, int]:
-        return self.snapshot.stats()
+        """What the loaded index holds: documents, chunks, units and its generation."""
+        return {**self.snapshot.stats(), "generation": self.snapshot.generation}
 
     def chunk(self, chunk_id: str) -> StoredChunk | None:
         return self.snapshot.corpus.by_id.get(chunk_id)

@@ -18,6 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the corpus dir)")
     p.add_argument("--rebuild", action="store_true", help="drop the index and start over")
     p.add_argument("--json", action="store_true", help="print a JSON summary on the last line")
+    p.add_argument(
+        "--allow-skipped", action="store_true", help="exit 0 even when some files were skipped (default: exit 3)"
+    )
 
     p = sub.add_parser("ask", help="answer one question")
     p.add_argument("question")
@@ -99,7 +102,7 @@ def _ingest(settings, args) -> int:
             f" {report.removed} removed, {report.unchanged} unchanged, {len(report.skipped)} skipped"
             f" ({report.seconds:.1f} s)"
         )
-    return 0
+    return 3 if report.skipped and not args.allow_skipped else 0
 
 
 def _ask(settings, args) -> int:

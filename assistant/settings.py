@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         description="Origins allowed to frame /widget (CSP frame-ancestors and CORS); empty = same origin only.",
     )
     ingest_wait_s: float = Field(0.0, ge=0, description="How long a second ingest waits for a running one.")
+    reload_interval_s: float = Field(
+        2.0, gt=0, description="How often the serving app looks for a newer index written by `assistant ingest`."
+    )
     extra_kinds: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description='A clinic\'s own kinds of document, as JSON: {"leaflet": {"label": "Patient leaflet", "trust": 0.9}}'

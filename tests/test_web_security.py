@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.test_api import ARTIFACTS, browser, server, start_server, stop
+from tests.test_api import ARTIFACTS, server, start_server, stop
 
 pytestmark = pytest.mark.slow
-__all__ = ["browser", "server"]
+__all__ = ["server"]
 
 FRAMER = "https://www.clinic.example"
 STRANGER = "http://localhost:9999"
@@ -105,7 +105,7 @@ def test_the_chat_works_under_the_policy_and_injected_markup_runs_nothing(site: 
         box.wait_for(timeout=30000)
         box.fill("What side effects were seen?")
         box.press("Enter")
-        page.locator("#chat a[href='#src-1']").first.wait_for(timeout=30000)
+        page.locator("#chat a[href^='#src-']").first.wait_for(timeout=30000)
         assert "headache" in page.locator("#chat").inner_text().lower()
         violations = [m for m in console if "Content Security Policy" in m]
         assert not violations, violations[:3]
