@@ -18,6 +18,7 @@ import numpy as np
 from assistant.chain import Pipeline, Turn
 from assistant.claims import evaluate_claims, load_claims
 from assistant.decision import PART_FEATURES, DecisionModel, load_model, save_model
+from assistant.errors import UserError
 from assistant.evaluate import EVAL_DIR, Case, corpora, corpus_pipeline, evaluate_corpus, load_split
 from assistant.question import strip_markup
 from assistant.settings import Settings
@@ -49,9 +50,29 @@ def _labelled(pipeline: Pipeline, case: Case) -> list[tuple[np.ndarray, np.ndarr
     return [(part.features, labels)] if len(part.units) else []
 
 
-def fit(settings: Settings, root: Path = EVAL_DIR, out_dir: Path | None = None) -> dict[str, Any]:
+class CalibrationError(UserError):
+    """The dev sets cannot fit a model."""
+
+
+def _logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A logistic regression on standardized features, classes weighted to balance:
+    (mean, scale, coefficients, intercept), as float32 arrays for the model file."""
     from sklearn.linear_model import LogisticRegression
 
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale == 0] = 1.0
+    regression = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+    regression.fit((x - mean) / scale, y)
+    return (
+        mean.astype(np.float32),
+        scale.astype(np.float32),
+        regression.coef_[0].astype(np.float32),
+        float(regression.intercept_[0]),
+    )
+
+
+def fit(settings: Settings, root: Path = EVAL_DIR, out_dir: Path | None = None) -> dict[str, Any]:
     base = load_model()
     names = corpora(root)
     X: list[np.ndarray] = []
@@ -75,34 +96,22 @@ def fit(settings: Settings, root: Path = EVAL_DIR, out_dir: Path | None = None) 
     try:
         features = np.vstack(X)
         labels = np.concatenate(y)
-        mean = features.mean(axis=0)
-        scale = features.std(axis=0)
-        scale[scale == 0] = 1.0
-        regression = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
-        regression.fit((features - mean) / scale, labels)
-        model = replace(
-            base,
-            mean_=mean.astype(np.float32),
-            scale_=scale.astype(np.float32),
-            coef_=regression.coef_[0].astype(np.float32),
-            intercept_=float(regression.intercept_[0]),
-        )
+        decisions = {r for _n, r, _p in per_case}
+        if len(set(labels.tolist())) < 2 or decisions != {True, False}:
+            raise CalibrationError(
+                "the dev sets need answerable questions whose expected text a unit holds, and questions "
+                "the material does not answer (refused: true), to fit the decision model"
+            )
+        mean, scale, coef, intercept = _logistic(features, labels)
+        model = replace(base, mean_=mean, scale_=scale, coef_=coef, intercept_=intercept)
         # The part model: is a part answered at all (refused questions' parts are not).
         part_x = np.vstack(
             [model.part_features(f, model.probabilities(f)) for _n, _r, parts in per_case for f, _l in parts]
         )
         part_y = np.array([0.0 if refused else 1.0 for _n, refused, parts in per_case for _p in parts])
-        part_mean = part_x.mean(axis=0)
-        part_scale = part_x.std(axis=0)
-        part_scale[part_scale == 0] = 1.0
-        part_regression = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
-        part_regression.fit((part_x - part_mean) / part_scale, part_y)
+        part_mean, part_scale, part_coef, part_intercept = _logistic(part_x, part_y)
         model = replace(
-            model,
-            part_mean_=part_mean.astype(np.float32),
-            part_scale_=part_scale.astype(np.float32),
-            part_coef_=part_regression.coef_[0].astype(np.float32),
-            part_intercept_=float(part_regression.intercept_[0]),
+            model, part_mean_=part_mean, part_scale_=part_scale, part_coef_=part_coef, part_intercept_=part_intercept
         )
         # The answer threshold: the most dev questions decided right (answerable ones answered,
         # unanswerable ones refused).
@@ -142,7 +151,7 @@ def fit(settings: Settings, root: Path = EVAL_DIR, out_dir: Path | None = None) 
                 "positives": int(labels.sum()),
                 "questions_used": len(per_case),
                 "answer_threshold_right": f"{best_right}/{len(per_case)} dev questions answered or refused rightly",
-                "part_model": dict(zip(PART_FEATURES, part_regression.coef_[0].round(3).tolist(), strict=True)),
+                "part_model": dict(zip(PART_FEATURES, part_coef.round(3).tolist(), strict=True)),
                 "keep_ratio_dev_pass_rate": ratio_results,
                 "dev_pass_rate": {n: r["pass_rate"] for n, r in dev_reports.items()},
             },

@@ -72,3 +72,29 @@ def test_the_verifier_shows_no_false_claim(corpus, split: str) -> None:  # type:
 def test_floors_file_names_every_corpus() -> None:
     assert set(FLOORS["questions"]) == set(NAMES) == set(FLOORS["claims"])
     assert Path(ROOT / "tests/eval/floors.yaml").exists()
+
+
+def test_calibrate_fits_the_model_and_the_verifier_threshold_as_data(tmp_path: Path, real_embedder) -> None:  # type: ignore[no-untyped-def]
+    """`assistant calibrate` on a small eval root: it writes both data files with their figures,
+    and the fitted model loads."""
+    import shutil
+
+    from assistant.calibrate import fit
+    from assistant.decision import load_model
+
+    root = tmp_path / "eval"
+    source = ROOT / EVAL_DIR / "orchid-migraine"
+    shutil.copytree(source / "corpus", root / "orchid-migraine" / "corpus")
+    questions = yaml.safe_load((source / "questions-dev.yaml").read_text())
+    kept = [q for q in questions if q["style"] in ("plain", "clinician", "near_refuse", "offtopic")]
+    (root / "orchid-migraine" / "questions-dev.yaml").write_text(yaml.safe_dump(kept))
+    claims = yaml.safe_load((source / "claims-dev.yaml").read_text())
+    (root / "orchid-migraine" / "claims-dev.yaml").write_text(yaml.safe_dump(claims[:6] + claims[-4:]))
+    out = tmp_path / "data"
+    out.mkdir()
+    fit(make_settings(tmp_path / "index"), root, out_dir=out)
+    model = load_model(out / "decision.json")
+    assert model.fitted["on"] == ["orchid-migraine/questions-dev.yaml"] and model.fitted["pairs"] > 0
+    assert 0.0 < model.answer_threshold_ < 1.0
+    verify = yaml.safe_load((out / "verify.json").read_text())
+    assert verify["fitted"]["scan"] and 0.0 < verify["word_support_"] <= 1.0
