@@ -227,3 +227,36 @@ def test_real_local_llm_answers_are_verified(built_index, real_embedder, tmp_pat
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.slow
+def test_false_sentences_never_reach_an_http_client(built_index, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The same scripted model behind a real server: /api/ask never returns the false sentences,
+    lists each in `dropped` with its reason, and falls back to quotes."""
+    import httpx
+
+    from tests.test_api import start_server, stop
+
+    with FakeOpenAI() as fake:
+        settings = built_index.model_copy(update={"data_dir": tmp_path / "data"})
+        import shutil
+
+        shutil.copytree(built_index.data_dir / "index", settings.data_dir / "index")
+        proc, base = start_server(
+            settings,
+            {"ASSISTANT_ANSWERER": "llm", "ASSISTANT_LLM_BASE_URL": fake.base_url, "ASSISTANT_LLM_MODEL": "fake"},
+        )
+        try:
+            for question, claim in (
+                ("Was there a control group?", FALSE_CLAIMS[0]),
+                ("How long after the injury were people treated?", FALSE_CLAIMS[1]),
+            ):
+                fake.replies.append(lambda messages, claim=claim: _citing(messages, [claim]))
+                reply = httpx.post(
+                    base + "/api/ask", json={"question": question, "audience": "clinician"}, timeout=120
+                ).json()
+                assert claim[0] not in reply["answer"]
+                assert any(d["sentence"].startswith(claim[0][:30]) for d in reply["dropped"]), reply["dropped"]
+                assert reply["answerer"] == "extractive (fallback)" and reply["citations"]
+        finally:
+            stop(proc)
