@@ -142,7 +142,7 @@ def first_sentence(text: str) -> str:
 
 
 def wait_for_answers(page_or_frame, count: int) -> None:  # type: ignore[no-untyped-def]
-    """Until ``count`` answers are complete (each complete answer has its sources line or footer)."""
+    """Until ``count`` answers are complete (each has its footer and its sources in the page)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
@@ -159,7 +159,10 @@ def _wait_for_answers(page_or_frame, count: int) -> None:  # type: ignore[no-unt
           if (!chat) return false;
           const bots = chat.querySelectorAll('[data-testid="bot"]');
           const done = Array.from(bots).filter((b) => /not medical advice|can't answer|911|988/.test(b.innerText));
-          return done.length >= count;
+          // The sources panel is a separate output that can arrive after the answer: complete
+          // means every marker of the complete answers already leads to its card.
+          const markers = done.flatMap((b) => Array.from(b.querySelectorAll('a[href^="#src-"]')));
+          return done.length >= count && markers.every((a) => document.getElementById(a.getAttribute('href').slice(1)));
         }""",
         arg=count,
         timeout=60000,
