@@ -338,7 +338,7 @@ def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = Fal
                         str(item) if isinstance(item, QuestionError) else "Something went wrong; please try again."
                     )
                     chat[-1] = {"role": "assistant", "content": _esc(problem)}
-                    yield "", chat, gr.update(), gr.update(), saved
+                    yield gr.update(), chat, gr.update(), gr.update(), saved
                     return
                 if isinstance(item, Answer):
                     answer = item
@@ -346,20 +346,20 @@ def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = Fal
                     # An LLM's raw tokens are not shown: nothing reaches the reader before it is verified.
                     drafting = True
                     chat[-1] = {"role": "assistant", "content": _esc(CHECKING)}
-                    yield "", chat, gr.update(), gr.update(), saved
+                    yield gr.update(), chat, gr.update(), gr.update(), saved
             assert answer is not None
             final = answer_markdown(answer, number, inline_sources=compact)
             # Reveal the verified answer sentence by sentence, so it reads as it comes.
             for count in range(1, len(answer.sentences)):
                 partial = dataclasses.replace(answer, sentences=answer.sentences[:count], notices=[], dropped=[])
                 chat[-1] = {"role": "assistant", "content": answer_markdown(partial, number)}
-                yield "", chat, gr.update(), gr.update(), saved
+                yield gr.update(), chat, gr.update(), gr.update(), saved
                 await asyncio.sleep(0.05)
             chat[-1] = {"role": "assistant", "content": final}
             saved = {**saved, number: {"question": message, **answer.as_json()}}
             alert_now = alert_html(answer)
             yield (
-                "",
+                gr.update(),
                 chat,
                 sources_html(saved, sheet=compact),
                 gr.update(value=alert_now, visible=bool(alert_now)),
@@ -381,9 +381,11 @@ def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = Fal
 
         outputs = [question, chatbot, sources, alert, answers]
         inputs = [question, chatbot, audience, answers]
-        question.submit(respond, inputs, outputs, concurrency_limit=None)
+        # A question asked while an answer is still arriving is answered next, not dropped
+        # (Gradio's default "once" ignores a submission while one is pending).
+        question.submit(respond, inputs, outputs, concurrency_limit=None, trigger_mode="always_last")
         for ex in examples:
-            ex.load_input_event.then(respond, inputs, outputs, concurrency_limit=None)
+            ex.load_input_event.then(respond, inputs, outputs, concurrency_limit=None, trigger_mode="always_last")
         chatbot.like(on_like, [answers], None)
         new.click(new_conversation, None, [chatbot, answers, sources, alert, question])
         chatbot.clear(new_conversation, None, [chatbot, answers, sources, alert, question])
