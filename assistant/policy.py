@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 
 import numpy as np
-import yaml
 
 from assistant.decision import DecisionModel
 from assistant.evidence import PartEvidence
 from assistant.kinds import kind_info
 from assistant.snapshot import Snapshot, Unit
 from assistant.text import terms, words
+from assistant.vocabulary import _data
 
 REDUNDANT_OVERLAP = 0.5  # share of terms two quotes have in common above which the second adds nothing
 
@@ -54,8 +53,7 @@ class Decision:
 
 @lru_cache(maxsize=1)
 def caveat_words() -> frozenset[str]:
-    data = yaml.safe_load(resources.files("assistant").joinpath("data/vocabulary.yaml").read_text(encoding="utf-8"))
-    return frozenset((data.get("caveats") or {}).get("words") or [])
+    return frozenset((_data().get("caveats") or {}).get("words") or [])
 
 
 def decide(model: DecisionModel, parts: list[PartEvidence], snapshot: Snapshot, audience: str, personal: bool) -> Decision:

@@ -12,7 +12,7 @@ import numpy as np
 from assistant.chunking import Sentence, split_sentences
 from assistant.embeddings import Embedder
 from assistant.store import ChunkDB, LexicalIndex, StoredChunk, VectorStore
-from assistant.text import states, terms, words
+from assistant.text import terms, words
 from assistant.vocabulary import Query, Vocabulary
 
 RRF_K = 60
@@ -65,7 +65,6 @@ class Corpus:
             for doc_id, info in db.documents().items()
         }
         self._sentences: dict[str, list[Sentence]] = {}
-        self._field_chunks: dict[str, list[StoredChunk]] = {}
         # Each chunk's terms in order, computed once: document frequencies and checks over the
         # whole material (the number rule) both use them.
         self.term_sequences = [terms(c.embed_text) for c in self.chunks]
@@ -85,23 +84,6 @@ class Corpus:
 
     def idf(self, term: str) -> float:
         return self._idf.get(term, self._idf_unseen)
-
-    def field_chunks(self, name: str) -> list[StoredChunk]:
-        """Chunks whose text states a document's registry-style field ``name`` (cached)."""
-        if name not in self._field_chunks:
-            self._field_chunks[name] = self._find_field_chunks(name)
-        return self._field_chunks[name]
-
-    def _find_field_chunks(self, name: str) -> list[StoredChunk]:
-        out = []
-        for doc in self.docs.values():
-            value = doc.fields.get(name)
-            if not value:
-                continue
-            for chunk in self.chunks:
-                if chunk.doc_id == doc.id and any(states(s.text, value) for s in self.sentences(chunk)):
-                    out.append(chunk)
-        return out
 
     def sentences(self, chunk: StoredChunk) -> list[Sentence]:
         """Sentences of a chunk, offsets relative to the chunk text (cached)."""

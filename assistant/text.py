@@ -125,14 +125,3 @@ def clean_input(text: str) -> str:
 
 def _has_surrogates(text: str) -> bool:
     return any("\ud800" <= ch <= "\udfff" for ch in text)
-
-
-def states(text: str, value: str) -> bool:
-    """Does ``text`` state ``value``: all of its numbers and at least half of its words?"""
-    value_numbers = set(numbers(value))
-    if value_numbers and not value_numbers <= set(numbers(text)):
-        return False
-    value_terms = set(terms(value))
-    if not value_terms:
-        return False
-    return len(value_terms & set(terms(text))) / len(value_terms) >= 0.5

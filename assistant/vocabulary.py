@@ -157,13 +157,3 @@ class Vocabulary:
                         query.weights[term] = EXPANSION_WEIGHT
         query.concepts = list(merged.values())
         return query
-
-    def field_scores(self, text: str) -> dict[str, float]:
-        """How strongly a question asks for each trial field (longest alias phrase matched)."""
-        seq = terms(self.correct(text), keep_stopwords=True)
-        scores: dict[str, float] = {}
-        for name, aliases in self.fields.items():
-            best = max((len(a) for a in aliases if _contains(seq, a)), default=0)
-            if best:
-                scores[name] = float(best)
-        return scores
