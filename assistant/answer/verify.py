@@ -72,6 +72,16 @@ _FRACTION = re.compile(r"\b(\d+)\s+(?:of|out of)\s+(?:the\s+|all\s+)?(\d+)\b")
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[,;:.!?()]")
 _CODE = re.compile(r"\b[A-Za-z]{2,}-?\d+[A-Za-z0-9-]*\b")  # "TIDE-1", "NCT03308565": names, not counts
 _LETTER = re.compile(r"(?<![\w.])([A-Z])(?![\w'])")  # a grade or arm named by one letter ("AIS B")
+# Words that state a direction or an order: "the lower dose" is not "the higher dose" however close
+# their vectors are, so each needs its own stem in the quote, and its opposite there is a contradiction.
+DIRECTIONS = (
+    ("higher", "lower"), ("high", "low"), ("more", "less"), ("more", "fewer"), ("increase", "decrease"),
+    ("increase", "reduce"), ("rise", "fall"), ("rose", "fell"), ("better", "worse"), ("improve", "worsen"),
+    ("before", "after"), ("above", "below"), ("longer", "shorter"), ("larger", "smaller"), ("bigger", "smaller"),
+    ("faster", "slower"), ("earlier", "later"), ("gain", "loss"), ("maximum", "minimum"), ("upper", "lower"),
+    ("inside", "outside"), ("best", "worst"), ("stronger", "weaker"), ("success", "failure"),
+)  # fmt: skip
+_NAME = re.compile(r"(?<=[\w,;:)] )([A-Z][a-z]+(?:[A-Z][a-z]+)*|[A-Z]{2,})\b")  # a capitalized word inside a sentence
 _ABSOLUTE = re.compile(r"\b(all|every|each|none of the|no)\s+(?:the\s+)?([a-z]+)")
 
 
@@ -188,6 +198,17 @@ def _quantifier_agrees(kind: str, quote: str) -> bool:
     )
 
 
+def _direction_problem(claim_tokens: set[str], quote_tokens: set[str]) -> str | None:
+    claim_stems, quote_stems = {stem(t) for t in claim_tokens}, {stem(t) for t in quote_tokens}
+    for a, b in DIRECTIONS:
+        for said, opposite in ((a, b), (b, a)):
+            if stem(said) in claim_stems and stem(said) not in quote_stems:
+                if stem(opposite) in quote_stems:
+                    return f"says '{said}' where the quote says '{opposite}'"
+                return f"says '{said}', a direction the quote does not state"
+    return None
+
+
 class Verifier:
     def __init__(self, snapshot: Any, matcher: Any, llm: Any = None, word_support: float | None = None) -> None:
         self.snapshot = snapshot
@@ -208,6 +229,11 @@ class Verifier:
         letters = set(_LETTER.findall(_CODE.sub(" ", sentence)[1:])) - {"I", "A"}
         if letters - set(_LETTER.findall(surround)):
             return "grade or group letters the quote does not give: " + ", ".join(sorted(letters - set(_LETTER.findall(surround))))
+        names = [n for n in dict.fromkeys(_NAME.findall(sentence)) if n.lower() not in STOPWORDS]
+        have = {stem(w) for w in surface_words(f"{surround} {topic}")}
+        missing_names = [n for n in names if stem(n.lower()) not in have]
+        if missing_names:
+            return "names the quote does not give: " + ", ".join(missing_names)
         sentence_plain = _CODE.sub(" ", sentence)
         claim_numbers = _numbers(sentence_plain)
         quote_numbers = _numbers(_CODE.sub(" ", quote))
@@ -248,6 +274,9 @@ class Verifier:
             INABILITY_HEDGES.search(" ".join(_tokens(sentence))) or _DENIED_KNOWING.search(" ".join(_tokens(sentence)))
         ):
             return "drops what the quote says cannot be shown or is not known"
+        direction = _direction_problem(claim_tokens, set(_tokens(surround)))
+        if direction:
+            return direction
         certainty = {stem(t) for t in claim_tokens & CERTAINTY}
         unsupported_certainty = certainty - {stem(t) for t in _tokens(quote)}
         if unsupported_certainty:
