@@ -13,7 +13,8 @@ Safety = Literal["emergency", "crisis", "medical_advice"]
 
 EMERGENCY_MESSAGE = (
     "**This sounds like an emergency. Call 911 now** (or your local emergency number). "
-    "A new injury, sudden loss of feeling or movement, or trouble breathing needs emergency care right away. "
+    "Sudden or severe symptoms, such as trouble breathing, chest pain, sudden weakness or loss of feeling, need "
+    "emergency care right away. "
     "Do not wait for an answer from this chat."
 )
 CRISIS_MESSAGE = (
@@ -23,7 +24,7 @@ CRISIS_MESSAGE = (
 )
 ADVICE_MESSAGE = (
     "I can't tell you what to do about your own care. That decision belongs with your own doctor, who knows "
-    "your injury and your health. Here is what the study material says, which you can take to them:"
+    "you and your health. Here is what the study material says, which you can take to them:"
 )
 PATIENT_FOOTER = "This is information about a study, not medical advice. Talk with your own doctor about your care."
 

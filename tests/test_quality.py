@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from assistant.claims import evaluate_claims, load_claims
-from assistant.evaluate import EVAL_DIR, corpora, corpus_pipeline, evaluate_corpus
+from assistant.evaluate import EVAL_DIR, SPLITS, corpora, corpus_pipeline, evaluate_corpus
 from tests.conftest import ROOT, make_settings
 
 pytestmark = pytest.mark.slow
@@ -45,11 +45,18 @@ def test_the_sets_are_large_enough_and_cover_every_style() -> None:
     assert sum(not c.faithful for c in claims) >= 150 and sum(c.faithful for c in claims) >= 75
 
 
-@pytest.mark.parametrize("split", ["dev", "test"])
+def _floor(kind: str, name: str, split: str) -> dict:
+    """The floor of a corpus's split; a corpus written later has no second test split."""
+    if not (ROOT / EVAL_DIR / name / f"{kind}-{split}.yaml").exists():
+        pytest.skip(f"{name} has no {kind}-{split}.yaml")
+    return FLOORS[kind][name][split]
+
+
+@pytest.mark.parametrize("split", SPLITS)
 def test_questions_meet_their_floors(corpus, split: str) -> None:  # type: ignore[no-untyped-def]
     name, pipeline = corpus
+    floor = _floor("questions", name, split)
     report = evaluate_corpus(pipeline, name, split, ROOT / EVAL_DIR)
-    floor = FLOORS["questions"][name][split]
     failures = [f"{r['id']} [{r['outcome']}]" for r in report["results"] if not r["passed"]]
     assert report["pass_rate"] >= floor["pass_rate"], failures
     assert report["refusal_precision"] >= floor["refusal_precision"]
@@ -59,11 +66,11 @@ def test_questions_meet_their_floors(corpus, split: str) -> None:  # type: ignor
         assert not [p for p in r["problems"] if "verbatim" in p or "names no citation" in p or "not in its quote" in p], r
 
 
-@pytest.mark.parametrize("split", ["dev", "test"])
+@pytest.mark.parametrize("split", SPLITS)
 def test_the_verifier_shows_no_false_claim(corpus, split: str) -> None:  # type: ignore[no-untyped-def]
     name, pipeline = corpus
+    floor = _floor("claims", name, split)
     report = evaluate_claims(pipeline, load_claims(ROOT / EVAL_DIR / name / f"claims-{split}.yaml"))
-    floor = FLOORS["claims"][name][split]
     shown = [r["id"] for r in report["rows"] if not r["faithful"] and r["kept"]]
     assert report["false_shown"] <= floor["false_shown_max"], shown
     assert report["faithful_kept_rate"] >= floor["faithful_kept_rate"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -97,9 +98,12 @@ def thresholds() -> Thresholds:
     return Thresholds(word_support=float(data["word_support_"]), fitted=dict(data.get("fitted", {})))
 
 
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+
+
 def _tokens(text: str) -> list[str]:
     words = []
-    for token in _TOKEN.findall(normalize(text).replace("n't", " not")):
+    for token in _TOKEN.findall(_THOUSANDS.sub("", normalize(text).replace("n't", " not"))):
         words.append(NUMBER_WORDS.get(token, token))
     return words
 
@@ -141,6 +145,17 @@ def _negated_heads(text: str) -> set[str]:
             elif len(token) > 6 and token.startswith("non"):
                 heads.add(stem(token[3:].lstrip("-")))
     return heads
+
+
+def _denied_scope(text: str) -> set[str]:
+    """Every content word a negation in ``text`` covers ("had no role in the analysis" -> role,
+    analysis), less the words ``text`` also states without a negation."""
+    scope: set[str] = set()
+    for clause in _clauses(text):
+        for i, token in enumerate(clause):
+            if _is_negation(clause, i):
+                scope.update(stem(t) for t in clause[i + 1 : i + 1 + SCOPE_WORDS] if t.isalpha() and t not in STOPWORDS)
+    return scope - _asserted(text)
 
 
 def _asserted(text: str) -> set[str]:
@@ -253,6 +268,7 @@ class Verifier:
         # Polarity: what one side denies, the other states in a clause with no negation.
         denied_claim, denied_quote = _negated_heads(sentence), _negated_heads(quote)
         flipped = (denied_claim & _asserted(quote)) | (denied_quote & _asserted(sentence))
+        flipped |= _denied_scope(quote) & _asserted(sentence) - _asserted(quote)
         if flipped:
             return "negation differs from the quote (" + ", ".join(sorted(flipped)) + ")"
 
@@ -268,8 +284,10 @@ class Verifier:
 
         quote_tokens = set(_tokens(quote))
         claim_tokens = set(_tokens(sentence))
-        if quote_tokens & MODAL_HEDGES and not claim_tokens & MODAL_HEDGES:
-            return "drops the quote's hedge (" + ", ".join(sorted(quote_tokens & MODAL_HEDGES)) + ")"
+        quote_hedges = Counter(t for t in _tokens(quote) if t in MODAL_HEDGES)
+        claim_hedges = Counter(t for t in _tokens(sentence) if t in MODAL_HEDGES)
+        if (quote_hedges - claim_hedges).total() > (claim_hedges - quote_hedges).total():
+            return "drops the quote's hedge (" + ", ".join(sorted(quote_hedges - claim_hedges)) + ")"
         if INABILITY_HEDGES.search(" ".join(_tokens(quote))) and not (
             INABILITY_HEDGES.search(" ".join(_tokens(sentence))) or _DENIED_KNOWING.search(" ".join(_tokens(sentence)))
         ):
