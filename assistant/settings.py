@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     )
     chroma_url: str | None = Field(None, description="A Chroma server, e.g. http://127.0.0.1:8000; unset = embedded.")
     collection: str = Field("celltop", description="Chroma collection name.")
+    chroma_timeout_s: float = Field(
+        10.0, gt=0, description="Timeout for one call to the Chroma server; beyond it the store counts as down."
+    )
+    chroma_retry_s: float = Field(
+        1.0, gt=0, description="While the Chroma server is down: the first wait before trying it again (it doubles)."
+    )
+    chroma_retry_max_s: float = Field(
+        30.0, gt=0, description="While the Chroma server is down: the longest wait between tries."
+    )
     chunk_size: int = Field(200, ge=32, le=254, description="Maximum tokens per chunk (model tokenizer).")
     chunk_overlap: int = Field(0, ge=0, le=120, description="Tokens of whole sentences repeated between chunks.")
     retrieval_k: int = Field(6, ge=1, le=50, description="Chunks of evidence retrieved per question.")

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+import httpx
 import numpy as np
 
 from assistant.chunking import Chunk
@@ -22,9 +25,16 @@ from assistant.errors import UserError
 from assistant.settings import Settings
 from assistant.text import terms
 
+log = logging.getLogger("assistant.store")
+T = TypeVar("T")
+
 
 class StoreError(UserError):
     """The index cannot be opened or reached."""
+
+
+class StoreUnavailable(StoreError):
+    """The Chroma server does not answer (stopped, frozen, unreachable); it may come back."""
 
 
 # What the chunk table returns is the chunk the chunker made.
@@ -184,66 +194,176 @@ class ChunkDB:
         )
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a failure means the server was not reached or did not answer in time (chromadb
+    sometimes wraps httpx's error in a ValueError of its own)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, httpx.TransportError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class Availability:
+    """Whether the vector store answers, judged by the calls made to it.
+
+    Once a call fails to reach it, calls fail at once, except one try at a time, `retry_s` after
+    the last failure (the wait doubling up to `retry_max_s`), that finds out whether it is back:
+    a dead or frozen server costs one timeout per try, not one per question. One log line when
+    the store goes, one when it is back.
+    """
+
+    def __init__(
+        self, where: str, retry_s: float, retry_max_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.where = where
+        self.retry_s = retry_s
+        self.retry_max_s = retry_max_s
+        self._clock = clock
+        self.problem: str | None = None  # why the last call failed, while the store is down
+        self._down_since = 0.0
+        self._wait = retry_s
+        self._next_try = 0.0
+        self._trying = False
+        self._lock = threading.Lock()
+
+    @property
+    def up(self) -> bool:
+        return self.problem is None
+
+    def admit(self) -> None:
+        """Let a call go ahead, or raise StoreUnavailable while the store is down and no try is due."""
+        with self._lock:
+            if self.problem is None:
+                return
+            if self._trying or self._clock() < self._next_try:
+                raise StoreUnavailable(f"the vector store at {self.where} is down: {self.problem}")
+            self._trying = True
+
+    def failed(self, exc: BaseException) -> StoreUnavailable:
+        """A call did not reach the store; the error to raise."""
+        problem = f"{type(exc).__name__}: {exc}"[:200]
+        with self._lock:
+            now = self._clock()
+            if self.problem is None:
+                log.warning("vector store at %s is down (%s); questions get 503 until it is back", self.where, problem)
+                self._down_since = now
+                self._wait = self.retry_s
+            self.problem = problem
+            self._trying = False
+            self._next_try = now + self._wait
+            self._wait = min(self.retry_max_s, self._wait * 2)
+        return StoreUnavailable(f"the vector store at {self.where} is down: {problem}")
+
+    def answered(self) -> None:
+        """A call reached the store (an answer, or an error the server sent)."""
+        with self._lock:
+            if self.problem is not None:
+                log.info("vector store at %s is back after %.0f s", self.where, self._clock() - self._down_since)
+            self.problem = None
+            self._trying = False
+
+
+def _bound_http_calls(client: Any, timeout_s: float) -> None:
+    """chromadb's HTTP client waits for ever (its httpx session has timeout=None) and has no
+    setting for it, so its session gets ours."""
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if not isinstance(session, httpx.Client):
+        raise StoreError("this chromadb version keeps its HTTP session elsewhere; Chroma calls cannot be bounded")
+    session.timeout = httpx.Timeout(timeout_s)
+
+
 class VectorStore:
-    """One Chroma collection, embedded or on a server; embeddings are always ours."""
+    """One Chroma collection, embedded or on a server; embeddings are always ours.
+
+    Every call to a server is bounded by `chroma_timeout_s`; one that does not reach it raises
+    StoreUnavailable, and `availability` says whether the store answers."""
 
     def __init__(self, settings: Settings) -> None:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        self.where = settings.chroma_url or str(settings.index_dir / "chroma")
+        self.availability = Availability(self.where, settings.chroma_retry_s, settings.chroma_retry_max_s)
+        self._name = settings.collection
         try:
             if settings.chroma_url:
                 url = urlparse(settings.chroma_url)
                 if url.scheme not in ("http", "https") or not url.hostname:
                     raise StoreError(f"ASSISTANT_CHROMA_URL {settings.chroma_url!r} is not an http(s) URL")
+                port = url.port or (443 if url.scheme == "https" else 80)
+                # Creating the client makes calls we cannot bound; a heartbeat first finds a server
+                # that is down or frozen within the timeout.
+                httpx.get(f"{url.scheme}://{url.hostname}:{port}/api/v2/heartbeat", timeout=settings.chroma_timeout_s)
                 self._client = chromadb.HttpClient(
-                    host=url.hostname,
-                    port=url.port or (443 if url.scheme == "https" else 80),
-                    ssl=url.scheme == "https",
-                    settings=chroma_settings,
+                    host=url.hostname, port=port, ssl=url.scheme == "https", settings=chroma_settings
                 )
-                self.where = settings.chroma_url
+                _bound_http_calls(self._client, settings.chroma_timeout_s)
             else:
                 path = settings.index_dir / "chroma"
                 path.mkdir(parents=True, exist_ok=True)
                 self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-                self.where = str(path)
-            self._name = settings.collection
             self._collection = self._open()
         except StoreError:
             raise
         except Exception as exc:  # chromadb raises many kinds when a server is unreachable
-            raise StoreError(f"cannot open Chroma at {settings.chroma_url or 'the data dir'}: {exc}") from exc
+            if _unreachable(exc):
+                raise StoreUnavailable(f"cannot reach Chroma at {self.where}: {type(exc).__name__}: {exc}") from None
+            raise StoreError(f"cannot open Chroma at {self.where}: {exc}") from exc
+
+    def _call(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self.availability.admit()
+        reached = True
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            reached = not _unreachable(exc)
+            if not reached:
+                raise self.availability.failed(exc) from None
+            raise
+        finally:
+            if reached:
+                self.availability.answered()
 
     def _open(self):
         return self._client.get_or_create_collection(
             self._name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
         )
 
+    def check(self) -> None:
+        """One cheap call, so `availability` follows the server while nobody asks anything."""
+        self._call(self._collection.count)
+
     def reset(self) -> None:
-        with contextlib.suppress(Exception):  # no such collection yet
-            self._client.delete_collection(self._name)
-        self._collection = self._open()
+        try:
+            self._call(self._client.delete_collection, self._name)
+        except StoreUnavailable:
+            raise
+        except Exception:  # no such collection yet
+            pass
+        self._collection = self._call(self._open)
 
     def ids(self) -> set[str]:
         out: set[str] = set()
         offset, page = 0, 5000
         while True:
-            got = self._collection.get(include=[], limit=page, offset=offset)
+            got = self._call(self._collection.get, include=[], limit=page, offset=offset)
             out.update(got["ids"])
             if len(got["ids"]) < page:
                 return out
             offset += page
 
     def count(self) -> int:
-        return int(self._collection.count())
+        return int(self._call(self._collection.count))
 
     def upsert(self, chunks: Sequence[Chunk], embeddings: np.ndarray, kind: str, audience: str) -> None:
-        batch = max(1, min(1000, self._client.get_max_batch_size()))
+        batch = max(1, min(1000, self._call(self._client.get_max_batch_size)))
         for i in range(0, len(chunks), batch):
             part = chunks[i : i + batch]
-            self._collection.upsert(
+            self._call(
+                self._collection.upsert,
                 ids=[c.id for c in part],
                 embeddings=embeddings[i : i + batch],
                 documents=[c.text for c in part],
@@ -253,14 +373,18 @@ class VectorStore:
     def delete(self, ids: Iterable[str]) -> None:
         id_list = sorted(ids)
         for i in range(0, len(id_list), 1000):
-            self._collection.delete(ids=id_list[i : i + 1000])
+            self._call(self._collection.delete, ids=id_list[i : i + 1000])
 
     def query(self, embedding: np.ndarray, n: int, where: dict[str, Any] | None) -> list[tuple[str, float]]:
         total = self.count()
         if total == 0:
             return []
-        result = self._collection.query(
-            query_embeddings=[embedding], n_results=min(n, total), where=where or None, include=["distances"]
+        result = self._call(
+            self._collection.query,
+            query_embeddings=[embedding],
+            n_results=min(n, total),
+            where=where or None,
+            include=["distances"],
         )
         ids = result["ids"][0]
         distances = (result.get("distances") or [[1.0] * len(ids)])[0]
