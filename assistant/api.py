@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -26,6 +27,7 @@ from assistant.gate import GatedPipeline, timing_fields
 from assistant.http_limits import BUSY_RETRY_AFTER_S, AnswerSlots, Busy, HttpLimits, api_methods_of
 from assistant.metrics import CONTENT_TYPE, Metrics, answer_outcome
 from assistant.settings import Settings
+from assistant.store import StoreUnavailable
 from assistant.text import clean_input
 from assistant.web_security import PageScriptHashes, add_cors, content_security_policy
 
@@ -33,6 +35,7 @@ log = logging.getLogger("assistant.api")
 
 
 MAX_HISTORY_CHARS = 20000
+UNAVAILABLE = "the assistant is temporarily unavailable (its vector store does not answer); try again shortly"
 
 
 def _text(max_chars: int) -> Any:
@@ -91,7 +94,9 @@ class AskResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(
+        description="ok; loading; degraded (the vector store does not answer: detail says why); error (see detail)."
+    )
     documents: int | None = Field(None, description="Documents in the index the app answers from.")
     chunks: int | None = None
     units: int | None = Field(None, description="Quotable units (sentences, field lines) in that index.")
@@ -100,12 +105,14 @@ class Health(BaseModel):
 
 
 class PipelineHolder:
-    """Loads the pipeline in the background so /api/health can say 503 until it is ready."""
+    """Loads the pipeline in the background so /api/health can say 503 until it is ready; while
+    the Chroma server does not answer, tries again with a growing wait."""
 
     def __init__(self, settings: Settings, pipeline: Pipeline | None = None) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.error: str | None = None
+        self._waiting_for_store: str | None = None  # why loading waits, while it waits for the store
         self._thread: threading.Thread | None = None
         self.wrap: Callable[[Pipeline], Pipeline] = lambda pipeline: pipeline  # create_app gates it
 
@@ -115,13 +122,34 @@ class PipelineHolder:
         self._thread = threading.Thread(target=self._load, name="pipeline-loader", daemon=True)
         self._thread.start()
 
+    @property
+    def store_problem(self) -> str | None:
+        """Why the vector store does not answer; None while it does (as far as the last call to it knows)."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return self._waiting_for_store
+        return pipeline.store.availability.problem
+
     def _load(self) -> None:
-        try:
-            self.pipeline = self.wrap(build_pipeline(self.settings))
-        except Exception as exc:  # reported by /api/health, never as a traceback
-            log.exception("could not load the pipeline")
-            self.error = str(exc)
-            return
+        wait = self.settings.chroma_retry_s
+        while True:
+            try:
+                pipeline = build_pipeline(self.settings)
+                break
+            except StoreUnavailable as exc:  # the Chroma server is not up (yet): try again
+                if self._waiting_for_store is None:
+                    log.warning("cannot load the index yet: %s; trying again until it answers", exc)
+                self._waiting_for_store = str(exc)
+                time.sleep(wait)
+                wait = min(self.settings.chroma_retry_max_s, wait * 2)
+            except Exception as exc:  # reported by /api/health, never as a traceback
+                log.exception("could not load the pipeline")
+                self.error = str(exc)
+                return
+        self.pipeline = self.wrap(pipeline)
+        if self._waiting_for_store is not None:
+            log.info("the vector store answers: index loaded")
+            self._waiting_for_store = None
         threading.Thread(target=self._follow, name="index-follower", daemon=True).start()
 
     def _follow(self) -> None:
@@ -132,6 +160,10 @@ class PipelineHolder:
             pipeline = self.pipeline
             if pipeline is None:
                 continue
+            # So /api/health follows a store that goes or comes back while nobody asks; a store that
+            # does not answer logs that once itself, and any other failure shows in /api/ask.
+            with contextlib.suppress(Exception):
+                pipeline.store.check()
             try:
                 pipeline.refresh()
             except Exception as exc:  # keep answering from the index already loaded
@@ -185,7 +217,7 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
     app.state.holder = holder
     _offline_docs(app)
     slots = AnswerSlots(settings.max_answers_in_flight, settings.answer_wait_s, settings.max_answers_waiting)
-    metrics = Metrics(lambda: holder.pipeline, slots)
+    metrics = Metrics(lambda: holder.pipeline, slots, lambda: holder.store_problem is None)
     holder.wrap = lambda pipeline: cast(Pipeline, GatedPipeline(pipeline, slots, metrics, settings.log_questions))
     if holder.pipeline is not None and not isinstance(holder.pipeline, GatedPipeline):
         holder.pipeline = holder.wrap(holder.pipeline)
@@ -225,11 +257,19 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
     add_cors(app, settings)
 
     @app.get("/api/health", response_model=Health, response_model_exclude_none=True, responses={503: {"model": Health}})
-    async def health() -> Any:  # async: never waits behind answers for a worker thread
+    async def health() -> Any:  # async, and no call to the store: never waits behind answers or a frozen store
         pipeline = holder.pipeline
+        store_problem = holder.store_problem
         if pipeline is None:
-            status = "error" if holder.error else "loading"
-            return JSONResponse(status_code=503, content={"status": status, "detail": holder.error})
+            if holder.error:
+                return JSONResponse(status_code=503, content={"status": "error", "detail": holder.error})
+            if store_problem:
+                detail = f"vector store down, loading waits for it: {store_problem}"
+                return JSONResponse(status_code=503, content={"status": "degraded", "detail": detail})
+            return JSONResponse(status_code=503, content={"status": "loading"})
+        if store_problem:
+            detail = f"vector store down: {store_problem}"
+            return JSONResponse(status_code=503, content={"status": "degraded", "detail": detail, **pipeline.stats()})
         return {"status": "ok", **pipeline.stats()}
 
     @app.post("/api/ask", response_model=AskResponse, responses=ASK_RESPONSES, openapi_extra=ASK_BODY)
@@ -240,6 +280,12 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
         retry = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
         pipeline = holder.pipeline
         if pipeline is None:
+            if holder.error:
+                log_info["outcome"] = "error"
+                return _error(503, "the assistant could not load its index; its operator has to fix that")
+            if holder.store_problem:
+                log_info["outcome"] = "unavailable"
+                return _error(503, UNAVAILABLE, headers=retry)
             log_info["outcome"] = "loading"
             return _error(503, "the assistant is still loading; try again shortly", headers=retry)
         gate: Any = pipeline  # a GatedPipeline, unless a test set the pipeline after create_app
@@ -256,6 +302,9 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
         except Busy as exc:
             log_info["outcome"] = "busy"
             return _error(503, str(exc), headers=retry)
+        except StoreUnavailable:  # logged once by the store when it went, not once per question
+            log_info["outcome"] = "unavailable"
+            return _error(503, UNAVAILABLE, headers=retry)
         except QuestionError as exc:
             return _error(422, str(exc))
         log_info.update(outcome=answer_outcome(answer), **timing_fields(answer))

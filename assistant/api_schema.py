@@ -60,7 +60,7 @@ ASK_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"model": ErrorBody, "description": "not JSON"},
     422: {"model": ErrorBody, "description": "invalid request (details name the fields)"},
     429: _retry_after("too many requests from this client"),
-    503: _retry_after("still loading, or every answer slot is busy"),
+    503: _retry_after("still loading, every answer slot is busy, or the vector store does not answer"),
 }
 
 ASK_BODY: dict[str, Any] = {

@@ -20,6 +20,7 @@ from assistant.answer.types import Answer
 from assistant.chain import MAX_QUESTION_CHARS, QuestionError
 from assistant.http_limits import AnswerSlots, Busy
 from assistant.metrics import Metrics, answer_outcome
+from assistant.store import StoreUnavailable
 
 ui_log = logging.getLogger("assistant.ui")
 
@@ -78,6 +79,9 @@ class GatedPipeline:
         except QuestionError:
             outcome = "invalid"
             raise
+        except StoreUnavailable:
+            outcome = "unavailable"
+            raise
         finally:
             fields: dict[str, Any] = {"channel": "ui", "outcome": outcome, "ms": (time.perf_counter() - started) * 1000}
             if answer is not None:
@@ -108,6 +112,9 @@ class GatedPipeline:
                 yield item
         except QuestionError:
             self.metrics.observe_answer(channel, "invalid")
+            raise
+        except StoreUnavailable:
+            self.metrics.observe_answer(channel, "unavailable")
             raise
         except GeneratorExit:
             self.metrics.observe_answer(channel, "abandoned")

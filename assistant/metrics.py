@@ -7,10 +7,7 @@ paths as sent, or client addresses.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from prometheus_client import (
@@ -29,7 +26,6 @@ from assistant.http_limits import AnswerSlots
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-STORE_PROBE_TIMEOUT_S = 1.0
 
 disable_created_metrics()  # no *_created series: they double the output and say nothing here
 
@@ -40,35 +36,11 @@ def answer_outcome(answer: Answer) -> str:
     return "refused" if answer.refused else "answered"
 
 
-class _StoreProbe:
-    """`count()` on the vector store in one background thread, never more than one at a time,
-    so a frozen store costs one stuck thread, not one per scrape."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-probe")
-        self._pending: Future[int] | None = None
-        self._lock = threading.Lock()
-
-    def up(self, store: Any) -> bool:
-        with self._lock:
-            if self._pending is not None and not self._pending.done():
-                return False  # the last probe has not come back: the store does not answer
-            self._pending = self._pool.submit(store.count)
-            pending = self._pending
-        try:
-            pending.result(timeout=STORE_PROBE_TIMEOUT_S)
-        except FutureTimeout:
-            return False
-        except Exception:
-            return False
-        return True
-
-
 class _StateCollector(Collector):
-    def __init__(self, pipeline: Callable[[], Any], slots: AnswerSlots) -> None:
+    def __init__(self, pipeline: Callable[[], Any], slots: AnswerSlots, store_up: Callable[[], bool]) -> None:
         self._pipeline = pipeline
         self._slots = slots
-        self._probe = _StoreProbe()
+        self._store_up = store_up
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         pipeline = self._pipeline()
@@ -80,6 +52,10 @@ class _StateCollector(Collector):
             "assistant_answers_waiting", "Questions waiting for an answer slot", self._slots.waiting
         )
         yield GaugeMetricFamily("assistant_answers_in_flight_limit", "Most answers computed at once", self._slots.limit)
+        # What the calls to the store found (no call here: a frozen store must not hold up a scrape).
+        yield GaugeMetricFamily(
+            "assistant_vector_store_up", "1 when the vector store answers", pipeline is not None and self._store_up()
+        )
         if pipeline is None:
             return
         stats = pipeline.stats()
@@ -89,16 +65,12 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "assistant_index_generation", "Generation of the loaded index", getattr(corpus, "generation", 0)
         )
-        store = getattr(pipeline, "store", None)
-        yield GaugeMetricFamily(
-            "assistant_vector_store_up", "1 when the vector store answers", store is not None and self._probe.up(store)
-        )
 
 
 class Metrics:
     """One registry per app (several apps may live in one test process)."""
 
-    def __init__(self, pipeline: Callable[[], Any], slots: AnswerSlots) -> None:
+    def __init__(self, pipeline: Callable[[], Any], slots: AnswerSlots, store_up: Callable[[], bool]) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "assistant_requests",
@@ -123,7 +95,7 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         ProcessCollector(registry=self.registry)
-        self.registry.register(_StateCollector(pipeline, slots))
+        self.registry.register(_StateCollector(pipeline, slots, store_up))
 
     def observe_answer(self, channel: str, outcome: str, answer: Answer | None = None) -> None:
         self.answers.labels(channel, outcome).inc()

@@ -20,6 +20,7 @@ from assistant.answer.types import Answer
 from assistant.chain import QuestionError
 from assistant.feedback import FeedbackStore
 from assistant.settings import Settings
+from assistant.store import StoreUnavailable
 from assistant.triage import PATIENT_FOOTER
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ FIELD_LABELS = {
 CHECKING = "Writing the answer and checking every sentence against the sources…"
 NOT_ADVICE = "This assistant gives information about a study, not medical advice. In an emergency, call 911."
 NO_SOURCES = '<div class="sources-empty">Sources for the latest answer appear here.</div>'
+UNAVAILABLE = "The assistant is temporarily unavailable. Please try again in a minute."
 
 
 def _esc(text: str | None) -> str:
@@ -198,6 +200,10 @@ async def _answer_stream(holder: PipelineHolder, question: str, audience: str, h
         try:
             pipeline = holder.pipeline
             if pipeline is None:
+                if holder.error:
+                    raise QuestionError("The assistant could not load its study material; please try again later.")
+                if holder.store_problem:
+                    raise StoreUnavailable(holder.store_problem)
                 raise QuestionError("the assistant is still loading; try again in a few seconds")
             for item in pipeline.stream(question, audience=audience, history=history):  # type: ignore[arg-type]
                 loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -334,9 +340,12 @@ def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = Fal
             drafting = False
             async for item in _answer_stream(holder, message, who.lower(), history):
                 if isinstance(item, Exception):
-                    problem = (
-                        str(item) if isinstance(item, QuestionError) else "Something went wrong; please try again."
-                    )
+                    if isinstance(item, StoreUnavailable):
+                        problem = UNAVAILABLE
+                    elif isinstance(item, QuestionError):
+                        problem = str(item)
+                    else:
+                        problem = "Something went wrong; please try again."
                     chat[-1] = {"role": "assistant", "content": _esc(problem)}
                     yield gr.update(), chat, gr.update(), gr.update(), saved
                     return

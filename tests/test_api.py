@@ -18,7 +18,10 @@ from tests.conftest import ARTIFACTS, ROOT, free_port
 pytestmark = pytest.mark.slow
 
 
-def start_server(settings, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:  # type: ignore[no-untyped-def,type-arg]
+def start_server(  # type: ignore[no-untyped-def]
+    settings, extra_env: dict[str, str] | None = None, ready: tuple[int, ...] = (200,)
+) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
+    """The app on a free port, once /api/health answers with a status in `ready`."""
     port = free_port()
     env = {
         **os.environ,
@@ -38,7 +41,7 @@ def start_server(settings, extra_env: dict[str, str] | None = None) -> tuple[sub
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
-            if httpx.get(base + "/api/health", timeout=2).status_code == 200:
+            if httpx.get(base + "/api/health", timeout=2).status_code in ready:
                 return proc, base
         except httpx.HTTPError:
             pass
