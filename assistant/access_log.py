@@ -12,6 +12,7 @@ replaced by one line naming the exception and where it was raised.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -22,13 +23,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from assistant.http_limits import ASGIApp, Message, Receive, Scope, Send, is_ui_event
+from assistant.http_limits import BUSY_RETRY_AFTER_S, ASGIApp, Message, Receive, Scope, Send, is_ui_event, send_error
 from assistant.metrics import Metrics
 
 log = logging.getLogger("assistant.access")
 ui_log = logging.getLogger("assistant.ui")
 SCOPE_KEY = "assistant.log"
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+STOPPING = "the assistant is stopping (it may be restarting); try again shortly"
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -98,16 +100,25 @@ class AccessLog:
         info: dict[str, Any] = {}
         scope[SCOPE_KEY] = info
         status = 500
+        responding = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responding
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                responding = True
                 message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs when its shutdown grace is over, and would answer 500
+            # with a traceback in the log; a client still waiting for an answer gets 503 instead.
+            if responding:
+                raise
+            info["outcome"] = "unavailable"
+            await send_error(send_with_id, 503, STOPPING, {"Retry-After": str(BUSY_RETRY_AFTER_S), "Connection": "close"})
         except Exception:
             info.setdefault("outcome", "error")
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -386,5 +387,15 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     port = port or settings.port
     print(f"Serving on http://{host}:{port}  (chat at /, widget at /widget, API at /api/ask)", flush=True)
     setup_logging()
+    # uvicorn stops gracefully on SIGTERM (answers in flight get `shutdown_grace_s`), then raises
+    # the signal again, which would end the process by the signal; stopping when asked is a clean exit.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     # proxy_headers off: X-Forwarded-For is believed only from ASSISTANT_TRUSTED_PROXIES (http_limits).
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5, proxy_headers=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+        proxy_headers=False,
+    )

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Proxy addresses whose X-Forwarded-For names the client (JSON list); empty = use the peer address.",
     )
+    shutdown_grace_s: int = Field(
+        10, ge=0, description="On SIGTERM: how long answers in flight may take to finish before they are cut off."
+    )
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
     log_questions: bool = Field(
         False, description="Put question and answer text (and full UI tracebacks) in the request log."

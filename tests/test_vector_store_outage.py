@@ -1,5 +1,6 @@
-"""A Chroma server that dies, freezes or is not up yet: 503 with Retry-After (never a hang or
-a 500), health that says so, one log line per failure, recovery without a restart.
+"""A Chroma server that dies, freezes or is not up yet, and an app stopped while it answers:
+503 with Retry-After (never a hang or a 500), health that says so, one log line per failure,
+recovery without a restart, and a clean exit on SIGTERM.
 
 Everything runs on 127.0.0.1: a real `chroma run`, the app as a real process. Every wait is
 bounded (client timeouts and deadlines), and nothing asserts how fast anything was.
@@ -13,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -310,3 +312,101 @@ def test_an_app_started_while_chroma_is_down_loads_once_it_is_up(index, running_
         assert not any("Traceback" in line for line in started.lines())
     finally:
         stop(started.proc)
+
+
+class AnswerInFlight:
+    """A question whose answer waits on the frozen Chroma server, asked from a thread."""
+
+    def __init__(self, app: App, chroma: Chroma) -> None:
+        assert app.ask().status_code == 200
+        self.results: list[httpx.Response | Exception] = []
+        self.thread = threading.Thread(target=self._ask, args=(app,))
+        chroma.freeze()  # holds the next answer in its call to the store
+        self.thread.start()
+        app.wait_until(lambda: app.metric("assistant_answers_in_flight") == 1, "an answer in flight", 60)
+
+    def _ask(self, app: App) -> None:
+        try:
+            self.results.append(app.ask(timeout=180))
+        except Exception as exc:
+            self.results.append(exc)
+
+    def response(self) -> httpx.Response:
+        self.thread.join(timeout=180)
+        assert len(self.results) == 1 and isinstance(self.results[0], httpx.Response), self.results
+        return self.results[0]
+
+
+def wait_until_refused(app: App) -> None:
+    """The app has begun to stop: it takes no new connection."""
+
+    def refused() -> bool:
+        try:
+            httpx.get(app.base + "/api/health", timeout=5)
+        except httpx.ConnectError:
+            return True
+        except httpx.HTTPError:
+            pass
+        return False
+
+    app.wait_until(refused, "stopped taking new connections", 60)
+
+
+def assert_clean_log(app: App, ask_status: int) -> None:
+    text = app.log.read_text()
+    assert text.endswith("\n") and "Traceback" not in text, text[-3000:]
+    asks = [line for line in text.splitlines() if "path=/api/ask" in line]
+    assert f"status={ask_status}" in asks[-1], text[-3000:]  # the line of the answer in flight is there
+
+
+@pytest.mark.slow
+def test_sigterm_while_answering_finishes_the_answer_and_exits_0(index, running_chroma: Chroma) -> None:  # type: ignore[no-untyped-def]
+    started = start_app(
+        index,
+        {
+            "ASSISTANT_CHROMA_URL": index.chroma_url,
+            "ASSISTANT_CHROMA_TIMEOUT_S": "120",
+            "ASSISTANT_SHUTDOWN_GRACE_S": "120",
+        },
+    )
+    try:
+        in_flight = AnswerInFlight(started, running_chroma)
+        started.proc.send_signal(signal.SIGTERM)
+        wait_until_refused(started)
+        running_chroma.thaw()  # the answer goes on, within the grace
+        assert started.proc.wait(timeout=120) == 0
+        answer = in_flight.response()
+        assert answer.status_code == 200 and answer.json()["citations"], answer.text
+        assert_clean_log(started, 200)
+    finally:
+        running_chroma.thaw()
+        if started.proc.poll() is None:
+            stop(started.proc)
+
+
+@pytest.mark.slow
+def test_sigterm_cuts_off_an_answer_that_outlasts_the_grace_with_a_503_and_exits_0(
+    index, running_chroma: Chroma
+) -> None:  # type: ignore[no-untyped-def]
+    started = start_app(
+        index,
+        {
+            "ASSISTANT_CHROMA_URL": index.chroma_url,
+            "ASSISTANT_CHROMA_TIMEOUT_S": "120",
+            "ASSISTANT_SHUTDOWN_GRACE_S": "1",
+        },
+    )
+    try:
+        in_flight = AnswerInFlight(started, running_chroma)
+        started.proc.send_signal(signal.SIGTERM)
+        cut_off = in_flight.response()  # the store is still frozen: the grace runs out first
+        assert cut_off.status_code == 503 and cut_off.headers["connection"] == "close"
+        assert set(cut_off.json()) == {"error"} and "stopping" in cut_off.json()["error"]
+        assert int(cut_off.headers["retry-after"]) >= 1
+        running_chroma.thaw()  # the cut-off answer's thread, still waiting on the store, ends
+        assert started.proc.wait(timeout=120) == 0
+        assert_clean_log(started, 503)
+    finally:
+        running_chroma.thaw()
+        if started.proc.poll() is None:
+            stop(started.proc)
