@@ -152,7 +152,7 @@ def _denied_scope(text: str) -> set[str]:
     analysis), less the words ``text`` also states without a negation."""
     scope: set[str] = set()
     for clause in _clauses(text):
-        for i, token in enumerate(clause):
+        for i in range(len(clause)):
             if _is_negation(clause, i):
                 scope.update(stem(t) for t in clause[i + 1 : i + 1 + SCOPE_WORDS] if t.isalpha() and t not in STOPWORDS)
     return scope - _asserted(text)
@@ -282,7 +282,6 @@ class Verifier:
             if counted and len(noun) > 2:
                 return f"says all or none of the {noun} where the quote gives a count"
 
-        quote_tokens = set(_tokens(quote))
         claim_tokens = set(_tokens(sentence))
         quote_hedges = Counter(t for t in _tokens(quote) if t in MODAL_HEDGES)
         claim_hedges = Counter(t for t in _tokens(sentence) if t in MODAL_HEDGES)
