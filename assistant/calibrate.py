@@ -88,7 +88,7 @@ def _balanced_accuracy(
 
 
 def fit(settings: Settings, root: Path = EVAL_DIR, out_dir: Path | None = None) -> dict[str, Any]:
-    base = load_model()
+    base = load_model(strict=False)  # the features may have changed since the last fit
     names = corpora(root)
     X: list[np.ndarray] = []
     y: list[np.ndarray] = []
@@ -97,7 +97,7 @@ def fit(settings: Settings, root: Path = EVAL_DIR, out_dir: Path | None = None) 
     pipelines = {}
     contexts = []
     for name in names:
-        context = corpus_pipeline(settings, name, root)
+        context = corpus_pipeline(settings, name, root, model=base)
         pipeline = context.__enter__()
         contexts.append(context)
         pipelines[name] = pipeline

@@ -263,9 +263,7 @@ class Pipeline:
                     rows.add(int(row))
             units = [snapshot.units[r] for r in sorted(rows) if snapshot.units[r].doc.id in allowed]
             evidence = PartEvidence(part.text, part.answer_type, query, vector, units, retrieved_chunks=chunks)
-            compute_features(
-                snapshot, matcher, evidence, context_words, params.synonym_credit, params.heading_credit
-            )
+            compute_features(snapshot, matcher, evidence, context_words, params.synonym_credit, params.heading_credit)
             parts.append(evidence)
         return parts, retrieved
 
@@ -329,7 +327,9 @@ def _ms(since: float) -> float:
     return (time.perf_counter() - since) * 1000
 
 
-def build_pipeline(settings: Settings, embedder: Embedder | None = None) -> Pipeline:
+def build_pipeline(
+    settings: Settings, embedder: Embedder | None = None, model: DecisionModel | None = None
+) -> Pipeline:
     from assistant.offline import go_offline
 
     go_offline()
@@ -344,7 +344,7 @@ def build_pipeline(settings: Settings, embedder: Embedder | None = None) -> Pipe
         from assistant.answer.llm import LLMAnswerer
 
         llm = LLMAnswerer(settings)
-    return Pipeline(settings, embedder or make_embedder(settings), store, llm)
+    return Pipeline(settings, embedder or make_embedder(settings), store, llm, model)
 
 
 __all__ = ["Answer", "Decision", "IndexMissing", "Pipeline", "QuestionError", "Turn", "build_pipeline"]

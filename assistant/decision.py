@@ -102,8 +102,24 @@ class DecisionModel:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DecisionModel:
-        if list(data.get("features", [])) != list(FEATURES):
+    def from_json(cls, data: dict[str, Any], strict: bool = True) -> DecisionModel:
+        """The model in ``data``. Fitted on other features, it is an error, unless ``strict`` is off
+        (for `assistant calibrate`, which refits): then only its hand-set parameters and thresholds
+        are kept, with neutral coefficients until the refit replaces them."""
+        if list(data.get("features", [])) != list(FEATURES) or list(data.get("part_features", PART_FEATURES)) != list(
+            PART_FEATURES
+        ):
+            if not strict:
+                return cls(
+                    parameters=Parameters(**data["parameters"]),
+                    mean_=np.zeros(len(FEATURES), dtype=np.float32),
+                    scale_=np.ones(len(FEATURES), dtype=np.float32),
+                    coef_=np.zeros(len(FEATURES), dtype=np.float32),
+                    intercept_=0.0,
+                    answer_threshold_=float(data["answer_threshold_"]),
+                    keep_threshold_=float(data["keep_threshold_"]),
+                    keep_ratio_=float(data["keep_ratio_"]),
+                )
             raise ValueError(
                 "decision model was fitted on other features; run `assistant calibrate` "
                 f"(file has {data.get('features')}, code has {list(FEATURES)})"
@@ -125,13 +141,13 @@ class DecisionModel:
         )
 
 
-def load_model(path: Path | None = None) -> DecisionModel:
+def load_model(path: Path | None = None, strict: bool = True) -> DecisionModel:
     text = (
         path.read_text(encoding="utf-8")
         if path is not None
         else resources.files("assistant").joinpath(DATA_FILE).read_text(encoding="utf-8")
     )
-    return DecisionModel.from_json(json.loads(text))
+    return DecisionModel.from_json(json.loads(text), strict=strict)
 
 
 def save_model(model: DecisionModel, path: Path) -> None:

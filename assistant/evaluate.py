@@ -204,7 +204,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @contextmanager
-def corpus_pipeline(settings: Settings, name: str, root: Path = EVAL_DIR) -> Iterator[Any]:
+def corpus_pipeline(settings: Settings, name: str, root: Path = EVAL_DIR, model: Any = None) -> Iterator[Any]:
     """A pipeline over the corpus ``name``, indexed into a temporary data dir."""
     from assistant.chain import build_pipeline
     from assistant.embeddings import make_embedder
@@ -218,7 +218,7 @@ def corpus_pipeline(settings: Settings, name: str, root: Path = EVAL_DIR) -> Ite
         report = ingest(local, embedder, progress=False)
         if report.skipped:
             raise RuntimeError(f"corpus {name}: files were skipped: {report.skipped}")
-        yield build_pipeline(local, embedder=embedder)
+        yield build_pipeline(local, embedder=embedder, model=model)
 
 
 def split_files(name: str, split: str, root: Path = EVAL_DIR) -> list[Path]:
