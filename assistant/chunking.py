@@ -145,12 +145,17 @@ def _header(doc: Document, headings: tuple[str, ...]) -> str:
 def chunk_document(doc: Document, count_tokens, max_tokens: int, overlap_tokens: int = 0) -> list[Chunk]:
     """Pack whole sentences of one section into chunks of at most ``max_tokens`` model tokens."""
     groups: list[tuple[tuple[str, ...], int | None, list[Sentence]]] = []
+    last_end = 0
     for block in doc.blocks:
         sentences = [Sentence(s.text, s.start + block.start, s.end + block.start) for s in split_sentences(block.text)]
-        if groups and groups[-1][0] == block.headings and groups[-1][1] == block.page:
+        # Blocks of one section share chunks, unless text outside the blocks lies between them
+        # (a top-level heading, a repeated title): a chunk would hold it without counting it.
+        adjacent = not doc.text[last_end : block.start].strip()
+        if groups and groups[-1][0] == block.headings and groups[-1][1] == block.page and adjacent:
             groups[-1][2].extend(sentences)
         else:
             groups.append((block.headings, block.page, sentences))
+        last_end = block.start + len(block.text)
 
     spans: list[tuple[int, int, tuple[str, ...], int | None]] = []
     for headings, page, sentences in groups:
