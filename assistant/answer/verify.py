@@ -70,7 +70,7 @@ UNIT_WORDS = frozenset(
 TOPIC_SHARE = 0.15  # a term in this share of a document's units is its subject, not a new fact
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s?%)?")
 _FRACTION = re.compile(r"\b(\d+)\s+(?:of|out of)\s+(?:the\s+|all\s+)?(\d+)\b")
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[,;:.!?()]")
+_TOKEN = re.compile(r"\d+\.\d+|[a-z0-9]+(?:'[a-z]+)?|[,;:.!?()]")  # "1.5" is one number, not 1 and 5
 _CODE = re.compile(r"\b[A-Za-z]{2,}-?\d+[A-Za-z0-9-]*\b")  # "TIDE-1", "NCT03308565": names, not counts
 _LETTER = re.compile(r"(?<![\w.])([A-Z])(?![\w'])")  # a grade or arm named by one letter ("AIS B")
 # Words that state a direction or an order: "the lower dose" is not "the higher dose" however close
