@@ -255,8 +255,9 @@ class Verifier:
         quote_words = set(_tokens(quote))
         for number, after in claim_numbers:
             afters = [a for n, a in quote_numbers if n == number]
-            if not afters and number == "1" and quote_words & {"a", "an", "single", "one"}:
-                continue  # "one device" for "a device"
+            counted_words = {a for _n, a in quote_numbers}
+            if not afters and number == "1" and quote_words & {"a", "an", "single", "one"} and after not in counted_words:
+                continue  # "one device" for "a device", unless the quote counts it otherwise ("10 adults")
             if not afters:
                 return f"number {number} is not in the cited quote"
             if after in UNIT_WORDS and stem(after) not in {stem(a) for a in afters}:
