@@ -135,10 +135,9 @@ def _negated_heads(text: str) -> set[str]:
         for i, token in enumerate(clause):
             if _is_negation(clause, i):
                 for nxt in clause[i + 1 : i + 1 + SCOPE_WORDS]:
-                    if nxt in _SKIP_AFTER_NEGATION or nxt in NEGATION_CUES:
+                    if nxt in _SKIP_AFTER_NEGATION or nxt in NEGATION_CUES or nxt in STOPWORDS:
                         continue
-                    if nxt not in STOPWORDS:
-                        heads.add(stem(nxt))
+                    heads.add(stem(nxt))
                     break
             elif len(token) > 5 and token.startswith("un") and token not in ("under", "until", "unit", "units", "unless"):
                 heads.add(stem(token[2:]))
