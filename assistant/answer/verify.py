@@ -112,6 +112,11 @@ _SKIP_AFTER_NEGATION = frozenset({"any", "a", "an", "the", "yet", "be", "been", 
                                   "has", "had", "do", "does", "did", "by", "of", "to", "in", "at", "for", "one", "ever"})
 
 
+def _is_word(token: str) -> bool:
+    """A word token, a possessive ("patient's") included; not a number or punctuation."""
+    return token.replace("'", "").isalpha()
+
+
 def _clauses(text: str) -> list[list[str]]:
     """The tokens of ``text`` cut into clauses (at punctuation and at "but", "while", ...)."""
     clauses: list[list[str]] = [[]]
@@ -153,7 +158,7 @@ def _denied_scope(text: str) -> set[str]:
     for clause in _clauses(text):
         for i in range(len(clause)):
             if _is_negation(clause, i):
-                scope.update(stem(t) for t in clause[i + 1 : i + 1 + SCOPE_WORDS] if t.isalpha() and t not in STOPWORDS)
+                scope.update(stem(t) for t in clause[i + 1 : i + 1 + SCOPE_WORDS] if _is_word(t) and t not in STOPWORDS)
     return scope - _asserted(text)
 
 
@@ -163,7 +168,7 @@ def _asserted(text: str) -> set[str]:
     for clause in _clauses(text):
         if any(_is_negation(clause, i) for i in range(len(clause))):
             continue
-        out.update(stem(t) for t in clause if t.isalpha() and t not in STOPWORDS)
+        out.update(stem(t) for t in clause if _is_word(t) and t not in STOPWORDS)
     return out
 
 
