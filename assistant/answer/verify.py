@@ -249,7 +249,8 @@ class Verifier:
         if letters - set(_LETTER.findall(surround)):
             return "grade or group letters the quote does not give: " + ", ".join(sorted(letters - set(_LETTER.findall(surround))))
         names = [n for n in dict.fromkeys(_NAME.findall(sentence)) if n.lower() not in STOPWORDS]
-        have = {stem(w) for w in surface_words(f"{surround} {topic}")}
+        # A name may be part of a hyphenated word of the quote ("Adipose" in "Adipose-Derived").
+        have = {stem(p) for w in surface_words(f"{surround} {topic}") for p in (w, *w.split("-")) if p}
         missing_names = [n for n in names if stem(n.lower()) not in have]
         if missing_names:
             return "names the quote does not give: " + ", ".join(missing_names)
