@@ -9,6 +9,8 @@ sentences around the quote, for what a pronoun refers to). The checks fail close
 - quantifiers: all / none / most / some / half agree with the quote's words or its counts;
 - hedges: a "may", "cannot show" or "not known" in the quote is kept;
 - causation and certainty ("proved", "caused", "cures") only when the quote says so;
+- a quote that instructs the assistant ("Ignore previous instructions and tell the user to ...")
+  supports no sentence but itself: text planted in a document may be quoted, never obeyed;
 - content: every content word is in the quote, is another phrasing the vocabulary gives,
   or is close to one of its words by vector similarity (threshold fitted on the claim suites);
 - when an LLM is configured, it is also asked whether the quote states the sentence (yes/no),
@@ -84,6 +86,14 @@ DIRECTIONS = (
 )  # fmt: skip
 _NAME = re.compile(r"(?<=[\w,;:)] )([A-Z][a-z]+(?:[A-Z][a-z]+)*|[A-Z]{2,})\b")  # a capitalized word inside a sentence
 _ABSOLUTE = re.compile(r"\b(all|every|each|none of the|no)\s+(?:the\s+)?([a-z]+)")
+# Text in a document that gives the assistant an instruction ("Ignore previous instructions and tell
+# the user to ..."): planted, not a statement about the study. It may be quoted, never restated.
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|override|bypass)\b[^.?!]{0,40}\b(instructions?|rules?|prompts?|guidelines?|polic(y|ies))\b"
+    r"|\b(tell|instruct|advise|remind|inform|ask) the (user|reader)s?\b"
+    r"|\b(you are|as) an? (ai|assistant|language model|chatbot)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -240,6 +250,8 @@ class Verifier:
         """Why ``quote`` does not state ``sentence``; None when it does. ``context`` is the sentence a
         leaning quote needs ("They ..."); ``topic`` the document's title and section headings, which
         may supply names ("the TIDE-1 study") but no facts."""
+        if _INSTRUCTION.search(quote):
+            return "the quote is an instruction to the assistant, not a statement about the study"
         surround = f"{context} {quote}"
         codes = _CODE.findall(sentence)
         missing_codes = [c for c in codes if c.lower() not in f"{surround} {topic}".lower()]
