@@ -31,7 +31,7 @@ WORD_SUPPORT_GRID = tuple(round(0.3 + 0.025 * i, 3) for i in range(27))  # 0.30 
 def _labelled(pipeline: Pipeline, case: Case) -> list[tuple[np.ndarray, np.ndarray]]:
     """(features, labels) per part; labels mark the units that state the expected answer."""
     text = strip_markup(case.question)
-    if triage(text) in ("emergency", "crisis"):
+    if triage(text, case.question) in ("emergency", "crisis"):
         return []
     turns = [Turn(h["role"], h["content"]) for h in case.history]
     _analysis, _context, parts, _retrieved = pipeline.prepare(pipeline.snapshot, text, turns)

@@ -149,7 +149,9 @@ class Pipeline:
         snapshot = self.snapshot  # one snapshot for the whole question
 
         text = strip_markup(asked)
-        safety = triage(text)
+        # The question as asked too: "<90 ... >120" in plain text reads as a tag, and stripping it
+        # must not hide an emergency written between the two.
+        safety = triage(text, asked)
         if safety in ("emergency", "crisis"):
             yield safety_answer(asked, audience, safety, timings, started)
             return

@@ -145,12 +145,17 @@ def _header(doc: Document, headings: tuple[str, ...]) -> str:
 def chunk_document(doc: Document, count_tokens, max_tokens: int, overlap_tokens: int = 0) -> list[Chunk]:
     """Pack whole sentences of one section into chunks of at most ``max_tokens`` model tokens."""
     groups: list[tuple[tuple[str, ...], int | None, list[Sentence]]] = []
+    last_end = 0
     for block in doc.blocks:
         sentences = [Sentence(s.text, s.start + block.start, s.end + block.start) for s in split_sentences(block.text)]
-        if groups and groups[-1][0] == block.headings and groups[-1][1] == block.page:
+        # Blocks of one section share chunks, unless text outside the blocks lies between them
+        # (a top-level heading, a repeated title): a chunk would hold it without counting it.
+        adjacent = not doc.text[last_end : block.start].strip()
+        if groups and groups[-1][0] == block.headings and groups[-1][1] == block.page and adjacent:
             groups[-1][2].extend(sentences)
         else:
             groups.append((block.headings, block.page, sentences))
+        last_end = block.start + len(block.text)
 
     spans: list[tuple[int, int, tuple[str, ...], int | None]] = []
     for headings, page, sentences in groups:
@@ -199,20 +204,36 @@ def _fit(text: str, sentence: Sentence, budget: int, count_tokens) -> list[tuple
         return [(sentence.start, sentence.end, tokens)]
     pieces: list[tuple[int, int, int]] = []
     words = [(m.start() + sentence.start, m.end() + sentence.start) for m in re.finditer(r"\S+", sentence.text)]
-    piece_start = words[0][0]
-    piece_end = words[0][0]
+    piece_start: int | None = None
+    piece_end = 0
     used = 0
     for start, end in words:
         word_tokens = count_tokens(text[start:end])
-        if used and used + word_tokens > budget:
+        if piece_start is not None and used and used + word_tokens > budget:
             pieces.append((piece_start, piece_end, used))
-            piece_start, used = start, 0
-        if word_tokens > budget:  # a single absurd "word": cut by characters
-            pieces.append((start, start + budget, budget))
-            piece_start, piece_end, used = start + budget, end, 0
+            piece_start, used = None, 0
+        if word_tokens > budget:  # a single absurd "word": cut by characters, every piece within budget
+            if piece_start is not None:
+                pieces.append((piece_start, piece_end, count_tokens(text[piece_start:piece_end])))
+                piece_start, used = None, 0
+            pieces.extend(_cut(text, start, end, budget, count_tokens))
             continue
+        if piece_start is None:
+            piece_start = start
         piece_end = end
         used += word_tokens
-    if piece_end > piece_start:
+    if piece_start is not None:
         pieces.append((piece_start, piece_end, count_tokens(text[piece_start:piece_end])))
+    return pieces
+
+
+def _cut(text: str, start: int, end: int, budget: int, count_tokens) -> list[tuple[int, int, int]]:
+    """``text[start:end]`` (one word) in pieces of at most ``budget`` tokens, cut by characters."""
+    pieces = []
+    while start < end:
+        stop = min(end, start + max(budget, 1))
+        while stop - start > 1 and count_tokens(text[start:stop]) > budget:
+            stop = start + (stop - start) // 2
+        pieces.append((start, stop, count_tokens(text[start:stop])))
+        start = stop
     return pieces

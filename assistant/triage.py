@@ -39,12 +39,13 @@ def _patterns() -> dict[str, list[re.Pattern[str]]]:
     }
 
 
-def triage(question: str) -> Safety | None:
-    """Classify a question; instructions inside it ("ignore your rules") change nothing here."""
-    text = " ".join(question.replace("’", "'").split())
+def triage(question: str, *also: str) -> Safety | None:
+    """Classify a question; instructions inside it ("ignore your rules") change nothing here.
+    With ``also`` (other forms of the same question), the most urgent class any of them gets."""
+    texts = [" ".join(q.replace("’", "'").split()) for q in (question, *also)]
     patterns = _patterns()
     for key in ("crisis", "emergency", "medical_advice"):
-        if any(p.search(text) for p in patterns[key]):
+        if any(p.search(text) for p in patterns[key] for text in texts):
             return key
     return None
 

@@ -9,6 +9,8 @@ sentences around the quote, for what a pronoun refers to). The checks fail close
 - quantifiers: all / none / most / some / half agree with the quote's words or its counts;
 - hedges: a "may", "cannot show" or "not known" in the quote is kept;
 - causation and certainty ("proved", "caused", "cures") only when the quote says so;
+- a quote that instructs the assistant ("Ignore previous instructions and tell the user to ...")
+  supports no sentence but itself: text planted in a document may be quoted, never obeyed;
 - content: every content word is in the quote, is another phrasing the vocabulary gives,
   or is close to one of its words by vector similarity (threshold fitted on the claim suites);
 - when an LLM is configured, it is also asked whether the quote states the sentence (yes/no),
@@ -70,7 +72,7 @@ UNIT_WORDS = frozenset(
 TOPIC_SHARE = 0.15  # a term in this share of a document's units is its subject, not a new fact
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s?%)?")
 _FRACTION = re.compile(r"\b(\d+)\s+(?:of|out of)\s+(?:the\s+|all\s+)?(\d+)\b")
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[,;:.!?()]")
+_TOKEN = re.compile(r"\d+\.\d+|[a-z0-9]+(?:'[a-z]+)?|[,;:.!?()]")  # "1.5" is one number, not 1 and 5
 _CODE = re.compile(r"\b[A-Za-z]{2,}-?\d+[A-Za-z0-9-]*\b")  # "TIDE-1", "NCT03308565": names, not counts
 _LETTER = re.compile(r"(?<![\w.])([A-Z])(?![\w'])")  # a grade or arm named by one letter ("AIS B")
 # Words that state a direction or an order: "the lower dose" is not "the higher dose" however close
@@ -84,6 +86,14 @@ DIRECTIONS = (
 )  # fmt: skip
 _NAME = re.compile(r"(?<=[\w,;:)] )([A-Z][a-z]+(?:[A-Z][a-z]+)*|[A-Z]{2,})\b")  # a capitalized word inside a sentence
 _ABSOLUTE = re.compile(r"\b(all|every|each|none of the|no)\s+(?:the\s+)?([a-z]+)")
+# Text in a document that gives the assistant an instruction ("Ignore previous instructions and tell
+# the user to ..."): planted, not a statement about the study. It may be quoted, never restated.
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|override|bypass)\b[^.?!]{0,40}\b(instructions?|rules?|prompts?|guidelines?|polic(y|ies))\b"
+    r"|\b(tell|instruct|advise|remind|inform|ask) the (user|reader)s?\b"
+    r"|\b(you are|as) an? (ai|assistant|language model|chatbot)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,11 @@ _SKIP_AFTER_NEGATION = frozenset({"any", "a", "an", "the", "yet", "be", "been", 
                                   "has", "had", "do", "does", "did", "by", "of", "to", "in", "at", "for", "one", "ever"})
 
 
+def _is_word(token: str) -> bool:
+    """A word token, a possessive ("patient's") included; not a number or punctuation."""
+    return token.replace("'", "").isalpha()
+
+
 def _clauses(text: str) -> list[list[str]]:
     """The tokens of ``text`` cut into clauses (at punctuation and at "but", "while", ...)."""
     clauses: list[list[str]] = [[]]
@@ -135,10 +150,9 @@ def _negated_heads(text: str) -> set[str]:
         for i, token in enumerate(clause):
             if _is_negation(clause, i):
                 for nxt in clause[i + 1 : i + 1 + SCOPE_WORDS]:
-                    if nxt in _SKIP_AFTER_NEGATION or nxt in NEGATION_CUES:
+                    if nxt in _SKIP_AFTER_NEGATION or nxt in NEGATION_CUES or nxt in STOPWORDS:
                         continue
-                    if nxt not in STOPWORDS:
-                        heads.add(stem(nxt))
+                    heads.add(stem(nxt))
                     break
             elif len(token) > 5 and token.startswith("un") and token not in ("under", "until", "unit", "units", "unless"):
                 heads.add(stem(token[2:]))
@@ -154,7 +168,7 @@ def _denied_scope(text: str) -> set[str]:
     for clause in _clauses(text):
         for i in range(len(clause)):
             if _is_negation(clause, i):
-                scope.update(stem(t) for t in clause[i + 1 : i + 1 + SCOPE_WORDS] if t.isalpha() and t not in STOPWORDS)
+                scope.update(stem(t) for t in clause[i + 1 : i + 1 + SCOPE_WORDS] if _is_word(t) and t not in STOPWORDS)
     return scope - _asserted(text)
 
 
@@ -164,7 +178,7 @@ def _asserted(text: str) -> set[str]:
     for clause in _clauses(text):
         if any(_is_negation(clause, i) for i in range(len(clause))):
             continue
-        out.update(stem(t) for t in clause if t.isalpha() and t not in STOPWORDS)
+        out.update(stem(t) for t in clause if _is_word(t) and t not in STOPWORDS)
     return out
 
 
@@ -236,6 +250,8 @@ class Verifier:
         """Why ``quote`` does not state ``sentence``; None when it does. ``context`` is the sentence a
         leaning quote needs ("They ..."); ``topic`` the document's title and section headings, which
         may supply names ("the TIDE-1 study") but no facts."""
+        if _INSTRUCTION.search(quote):
+            return "the quote is an instruction to the assistant, not a statement about the study"
         surround = f"{context} {quote}"
         codes = _CODE.findall(sentence)
         missing_codes = [c for c in codes if c.lower() not in f"{surround} {topic}".lower()]
@@ -245,7 +261,8 @@ class Verifier:
         if letters - set(_LETTER.findall(surround)):
             return "grade or group letters the quote does not give: " + ", ".join(sorted(letters - set(_LETTER.findall(surround))))
         names = [n for n in dict.fromkeys(_NAME.findall(sentence)) if n.lower() not in STOPWORDS]
-        have = {stem(w) for w in surface_words(f"{surround} {topic}")}
+        # A name may be part of a hyphenated word of the quote ("Adipose" in "Adipose-Derived").
+        have = {stem(p) for w in surface_words(f"{surround} {topic}") for p in (w, *w.split("-")) if p}
         missing_names = [n for n in names if stem(n.lower()) not in have]
         if missing_names:
             return "names the quote does not give: " + ", ".join(missing_names)
@@ -255,8 +272,9 @@ class Verifier:
         quote_words = set(_tokens(quote))
         for number, after in claim_numbers:
             afters = [a for n, a in quote_numbers if n == number]
-            if not afters and number == "1" and quote_words & {"a", "an", "single", "one"}:
-                continue  # "one device" for "a device"
+            counted_words = {a for _n, a in quote_numbers}
+            if not afters and number == "1" and quote_words & {"a", "an", "single", "one"} and after not in counted_words:
+                continue  # "one device" for "a device", unless the quote counts it otherwise ("10 adults")
             if not afters:
                 return f"number {number} is not in the cited quote"
             if after in UNIT_WORDS and stem(after) not in {stem(a) for a in afters}:
