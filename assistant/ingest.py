@@ -12,6 +12,7 @@ and documents whose chunks are missing from Chroma are embedded again.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -75,21 +76,38 @@ def _signature(doc: Document, settings: Settings, embedder: Embedder) -> str:
     return f"{doc.content_hash}:{settings.chunk_size}:{settings.chunk_overlap}:{embedder.name}"
 
 
+def _unreadable_link(path: Path) -> str | None:
+    """Why a symbolic link cannot be followed (a loop, a missing target), or None."""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if path.is_symlink():
+            return "broken symbolic link (its target does not exist)"
+    return None
+
+
 def _scan(roots: Sequence[Path]) -> tuple[list[tuple[Path, Path]], list[dict[str, str]]]:
     """(file, root) pairs in a stable order, and the paths that could not be read at all."""
     files: list[tuple[Path, Path]] = []
     problems: list[dict[str, str]] = []
     for root in roots:
-        if not root.exists():
+        if reason := _unreadable_link(root):
+            problems.append({"path": str(root), "reason": reason})
+        elif not root.exists():
             problems.append({"path": str(root), "reason": "no such file or directory"})
         elif root.is_file():
             files.append((root, root.parent))
         else:
             for path in sorted(root.rglob("*")):
                 rel = path.relative_to(root)
-                if any(part.startswith((".", "_")) for part in rel.parts) or not path.is_file():
+                if any(part.startswith((".", "_")) for part in rel.parts):
                     continue
-                files.append((path, root))
+                if reason := _unreadable_link(path):
+                    problems.append({"path": str(path), "reason": reason})
+                elif path.is_file():
+                    files.append((path, root))
     return files, problems
 
 
@@ -177,7 +195,7 @@ def _ingest_locked(
             seen_ids[doc.id] = shown
             loaded.append((doc, abs_path))
 
-        skipped_abs = {str(Path(s["path"]).resolve()) for s in report.skipped}
+        skipped_abs = {os.path.realpath(s["path"]) for s in report.skipped}
         for doc_id, info in known.items():
             if doc_id in seen_ids or info["abs_path"] in skipped_abs:
                 continue
@@ -289,7 +307,7 @@ def _batches(plans: Iterable, present: set[str], full_size: int):
 
 def _under(path: Path, roots: Sequence[Path]) -> bool:
     for root in roots:
-        root = root.resolve()
+        root = Path(os.path.realpath(root))  # as resolve(), without failing on a symbolic link loop
         if path == root or root in path.parents:
             return True
     return False
