@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ KINDS = tuple(kinds())  # the shipped kinds (data/kinds.yaml); settings may add 
 AUDIENCES = ("patient", "clinician", "both")
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_ID_CHARS = 100
+NAME_HASH_CHARS = 8  # of a file name's sha256, in an id made from a name ASCII cannot spell
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 _FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*\r?\n", re.DOTALL)
@@ -73,8 +76,16 @@ class Document:
 
 
 def slugify(text: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:100] or "document"
+    """An id from a file name: its letters and digits in ASCII (accents dropped, "Étude" gives
+    "etude"). A name with letters ASCII cannot spell ("研究", "دراسة") also gets a short hash of the
+    whole name, so two such files get two ids, the same at every ingest."""
+    name = unicodedata.normalize("NFC", text)
+    decomposed = unicodedata.normalize("NFKD", name)
+    slug = re.sub(r"[^a-z0-9]+", "-", decomposed.encode("ascii", "ignore").decode().lower()).strip("-")
+    if not any(ch.isalnum() and not ch.isascii() for ch in decomposed):
+        return slug[:MAX_ID_CHARS] or "document"
+    digest = hashlib.sha256(name.encode()).hexdigest()[:NAME_HASH_CHARS]
+    return f"{(slug or 'document')[: MAX_ID_CHARS - NAME_HASH_CHARS - 1]}-{digest}"
 
 
 def load_document(path: Path, root: Path | None = None) -> Document:

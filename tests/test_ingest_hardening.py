@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.ingest import ingest
+from assistant.ingest import db_path, ingest
+from assistant.store import ChunkDB
 from tests.conftest import ROOT, make_settings
 
 pytestmark = pytest.mark.slow
@@ -53,3 +54,24 @@ def test_symlink_loops_inside_a_folder_are_reported_as_skipped(tmp_path: Path, r
     reasons = {Path(s["path"]).name: s["reason"] for s in report.skipped}
     assert reasons == {name: "symbolic link loop" for name in ("self.md", "ping.md", "pong.md")}
     assert (report.documents, report.added) == (1, 1)
+
+
+# --- 2. names ASCII cannot spell ------------------------------------------------------------------
+
+
+def test_files_named_in_other_scripts_get_distinct_ids_that_stay(tmp_path: Path, real_embedder) -> None:  # type: ignore[no-untyped-def]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "研究.md").write_text("# 研究\n\nThe first study enrolled twelve adults with a knee injury.\n")
+    (corpus / "دراسة.txt").write_text("The second study enrolled thirty adults with chronic back pain.\n")
+    settings = make_settings(tmp_path / "data", corpus)
+    first = ingest(settings, real_embedder)
+    assert (first.documents, first.added, first.skipped) == (2, 2, [])
+    db = ChunkDB(db_path(settings))
+    try:
+        ids = set(db.documents())
+    finally:
+        db.close()
+    assert len(ids) == 2 and "document" not in ids
+    again = ingest(settings, real_embedder)
+    assert (again.unchanged, again.added, again.removed) == (2, 0, 0)  # the same ids at the next ingest
