@@ -13,11 +13,12 @@ from typing import Any
 import yaml
 
 from assistant.kinds import kinds
+from assistant.settings import DEFAULT_MAX_FILE_MB
 
 KINDS = tuple(kinds())  # the shipped kinds (data/kinds.yaml); settings may add more
 AUDIENCES = ("patient", "clinician", "both")
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
-MAX_FILE_BYTES = 20 * 1024 * 1024
+MB = 1024 * 1024
 MAX_ID_CHARS = 100
 NAME_HASH_CHARS = 8  # of a file name's sha256, in an id made from a name ASCII cannot spell
 
@@ -88,15 +89,18 @@ def slugify(text: str) -> str:
     return f"{(slug or 'document')[: MAX_ID_CHARS - NAME_HASH_CHARS - 1]}-{digest}"
 
 
-def load_document(path: Path, root: Path | None = None) -> Document:
-    """Load one file; raise LoadError with a reason a person can act on."""
+def load_document(path: Path, root: Path | None = None, max_mb: int = DEFAULT_MAX_FILE_MB) -> Document:
+    """Load one file; raise LoadError with a reason a person can act on.
+
+    A file over ``max_mb`` is refused before it is read (and a PDF that holds more text than
+    that, page by page), so memory stays bounded whatever the file's size."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise LoadError(f"unsupported file type {suffix or '(none)'}; supported: " + ", ".join(SUPPORTED_SUFFIXES))
     try:
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise LoadError(f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        if size > max_mb * MB:
+            raise LoadError(_too_large(size, max_mb))
         raw = path.read_bytes()
     except OSError as exc:
         raise LoadError(f"cannot read file: {exc.strerror or exc}") from exc
@@ -105,7 +109,7 @@ def load_document(path: Path, root: Path | None = None) -> Document:
     rel = _relative(path, root)
     content_hash = hashlib.sha256(raw).hexdigest()
     if suffix == ".pdf":
-        text, blocks = _pdf_blocks(raw)
+        text, blocks = _pdf_blocks(raw, max_mb)
         meta: dict[str, Any] = {}
         title_hint = None
     else:
@@ -124,6 +128,10 @@ def load_document(path: Path, root: Path | None = None) -> Document:
     if not blocks:
         raise LoadError("no text found")
     return _make_document(meta, text, blocks, rel, path, content_hash, title_hint)
+
+
+def _too_large(size: int, max_mb: int, what: str = "") -> str:
+    return f"too large ({size / MB:.1f} MB{what} > limit {max_mb} MB; setting ASSISTANT_MAX_FILE_MB)"
 
 
 def _relative(path: Path, root: Path | None) -> str:
@@ -322,7 +330,7 @@ def _html_to_markdown(html: str) -> tuple[str, str | None]:
     return extracted, title
 
 
-def _pdf_blocks(raw: bytes) -> tuple[str, list[Block]]:
+def _pdf_blocks(raw: bytes, max_mb: int) -> tuple[str, list[Block]]:
     import io
     import logging
 
@@ -330,9 +338,14 @@ def _pdf_blocks(raw: bytes) -> tuple[str, list[Block]]:
     from pypdf.errors import PyPdfError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    pages: list[str] = []
+    size = 0
     try:
-        reader = PdfReader(io.BytesIO(raw))
-        pages = [page.extract_text() or "" for page in reader.pages]
+        for page in PdfReader(io.BytesIO(raw)).pages:
+            pages.append(page.extract_text() or "")
+            size += len(pages[-1].encode())
+            if size > max_mb * MB:  # a small PDF can unpack into far more text
+                raise LoadError(_too_large(size, max_mb, " of text"))
     except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
         raise LoadError(f"cannot read PDF: {exc}") from exc
     parts: list[str] = []

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from filelock import FileLock, Timeout
 
 from assistant.chunking import Chunk, chunk_document
@@ -171,7 +172,7 @@ def _ingest_locked(
         for path, root in files:
             shown = str(path)
             try:
-                doc = load_document(path, root)
+                doc = load_document(path, root, settings.max_file_mb)
             except LoadError as exc:
                 report.skipped.append({"path": shown, "reason": str(exc)})
                 continue
@@ -241,7 +242,7 @@ def _ingest_locked(
         try:
             for batch in _batches(plans(), present, EMBED_BATCH):
                 fresh_chunks = [c for _plan, fresh in batch for c in fresh]
-                vectors, units = embed_units(embedder, fresh_chunks)
+                vectors, units = _embed(embedder, fresh_chunks)
                 offset = 0
                 for (doc, abs_path, signature, is_new, chunks), fresh in batch:
                     if fresh:
@@ -275,6 +276,18 @@ def _ingest_locked(
         db.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _embed(embedder: Embedder, chunks: Sequence[Chunk]) -> tuple[np.ndarray, dict[str, tuple[list[tuple[int, int]], np.ndarray]]]:
+    """embed_units over EMBED_BATCH chunks at a time: the model's token vectors for a batch are
+    large, and one long document would otherwise hold them for all its chunks at once."""
+    vectors: list[np.ndarray] = []
+    units: dict[str, tuple[list[tuple[int, int]], np.ndarray]] = {}
+    for i in range(0, len(chunks), EMBED_BATCH):
+        part_vectors, part_units = embed_units(embedder, chunks[i : i + EMBED_BATCH])
+        vectors.append(part_vectors)
+        units.update(part_units)
+    return (np.vstack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)), units
 
 
 def _add_word_vectors(db: ChunkDB, embedder: Embedder, chunks: Sequence[Chunk]) -> None:

@@ -14,6 +14,7 @@ from assistant.errors import UserError
 PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
 PACKAGED_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 ENV_PREFIX = "ASSISTANT_"
+DEFAULT_MAX_FILE_MB = 10
 
 
 class SettingsError(UserError, ValueError):
@@ -61,6 +62,12 @@ class Settings(BaseSettings):
     frame_ancestors: list[str] = Field(
         default_factory=list,
         description="Origins allowed to frame /widget (CSP frame-ancestors and CORS); empty = same origin only.",
+    )
+    max_file_mb: int = Field(
+        DEFAULT_MAX_FILE_MB,
+        ge=1,
+        description="Largest document file ingest reads, in MB (and the most text it takes from one PDF);"
+        " larger ones are skipped with a message, so ingest's memory stays bounded.",
     )
     ingest_wait_s: float = Field(0.0, ge=0, description="How long a second ingest waits for a running one.")
     reload_interval_s: float = Field(

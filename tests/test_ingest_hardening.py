@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import pytest
 
+from assistant.documents import MB, LoadError, load_document
 from assistant.ingest import db_path, ingest
 from assistant.store import ChunkDB
 from tests.conftest import ROOT, make_settings
@@ -75,3 +78,66 @@ def test_files_named_in_other_scripts_get_distinct_ids_that_stay(tmp_path: Path,
     assert len(ids) == 2 and "document" not in ids
     again = ingest(settings, real_embedder)
     assert (again.unchanged, again.added, again.removed) == (2, 0, 0)  # the same ids at the next ingest
+
+
+# --- 3. files too large ---------------------------------------------------------------------------
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    huge = tmp_path / "export.txt"
+    with huge.open("wb") as out:
+        out.truncate(64 * MB)  # sparse: takes no disk, and would take 64 MB of memory if read
+    tracemalloc.start()
+    try:
+        with pytest.raises(LoadError) as refused:
+            load_document(huge, tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(refused.value) == "too large (64.0 MB > limit 10 MB; setting ASSISTANT_MAX_FILE_MB)"
+    assert peak < MB
+
+
+def test_a_small_pdf_that_unpacks_into_too_much_text_is_refused(tmp_path: Path) -> None:
+    line = "The trial enrolled adults with a spinal cord injury and followed them for two years. " * 10
+    page = "\n".join([line] * 60)
+    stream = zlib.compress("\n".join(f"BT /F1 9 Tf 20 {780 - 12 * i} Td ({line}) Tj ET" for i in range(60)).encode())
+    pages = 40  # about 2 MB of text in a file of a few kB
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    objects.append(
+        f"<< /Type /Pages /Kids [{' '.join(f'{4 + 2 * i} 0 R' for i in range(pages))}] /Count {pages} >>".encode()
+    )
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    for i in range(pages):
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >>"
+            f" /Contents {5 + 2 * i} 0 R >>".encode()
+        )
+        objects.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    pdf = tmp_path / "compressed.pdf"
+    pdf.write_bytes(bytes(out))
+    assert pdf.stat().st_size < MB / 10 and len(page) * pages > MB
+    with pytest.raises(LoadError, match=r"^too large \(1\.\d MB of text > limit 1 MB; setting ASSISTANT_MAX_FILE_MB\)$"):
+        load_document(pdf, tmp_path, max_mb=1)
+
+
+def test_ingest_skips_a_file_over_the_size_setting_and_indexes_the_rest(tmp_path: Path, real_embedder) -> None:  # type: ignore[no-untyped-def]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "hours.md").write_text(GOOD)
+    with (corpus / "dump.txt").open("wb") as out:
+        out.truncate(3 * MB)
+    report = ingest(make_settings(tmp_path / "data", corpus, max_file_mb=2), real_embedder)
+    assert report.skipped == [
+        {"path": str(corpus / "dump.txt"), "reason": "too large (3.0 MB > limit 2 MB; setting ASSISTANT_MAX_FILE_MB)"}
+    ]
+    assert (report.documents, report.added) == (1, 1)
