@@ -24,6 +24,7 @@ from assistant.answer.types import Citation
 from assistant.api_schema import ASK_BODY, ASK_RESPONSES, VISIBLE_PATTERN, ErrorBody, add_schemas
 from assistant.chain import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS, Pipeline, QuestionError, build_pipeline
 from assistant.documents import KINDS
+from assistant.errors import user_facing
 from assistant.gate import GatedPipeline, timing_fields
 from assistant.http_limits import BUSY_RETRY_AFTER_S, AnswerSlots, Busy, HttpLimits, api_methods_of
 from assistant.metrics import CONTENT_TYPE, Metrics, answer_outcome
@@ -144,8 +145,12 @@ class PipelineHolder:
                 time.sleep(wait)
                 wait = min(self.settings.chroma_retry_max_s, wait * 2)
             except Exception as exc:  # reported by /api/health, never as a traceback
-                log.exception("could not load the pipeline")
-                self.error = str(exc)
+                message = user_facing(exc)
+                if message is None:
+                    log.exception("could not load the pipeline")
+                else:
+                    log.error("could not load the pipeline: %s", message)
+                self.error = message or str(exc)
                 return
         self.pipeline = self.wrap(pipeline)
         if self._waiting_for_store is not None:

@@ -7,7 +7,8 @@ that the next ingest repairs:
 3. replace the document's rows in the chunk table in one SQLite transaction (the commit);
 4. delete the document's old chunk ids from Chroma.
 Each ingest starts by reconciling: Chroma ids the chunk table does not list are deleted,
-and documents whose chunks are missing from Chroma are embedded again.
+and documents whose chunks are missing (from the chunk table or from Chroma) or lack unit
+vectors are embedded again.
 """
 
 from __future__ import annotations
@@ -154,13 +155,15 @@ def _ingest_locked(
         if rebuild:
             store.reset()
             db.clear()
-        # Reconcile what a killed ingest may have left behind.
+        # Reconcile what a killed ingest, or a damaged table, left behind: vectors the chunk table
+        # does not list are deleted, and documents listed without chunks, or whose chunks miss
+        # vectors or unit vectors (an index from before they existed), are embedded again.
         committed = db.chunk_ids()
         stored = store.ids()
         if stored - committed:
             store.delete(stored - committed)
-        # A chunk whose unit vectors are missing (an index from before they existed) is embedded again.
-        for doc_id in db.doc_of_chunks(committed - (stored & db.unit_vector_ids())):
+        incomplete = db.documents_without_chunks() | db.doc_of_chunks(committed - (stored & db.unit_vector_ids()))
+        for doc_id in incomplete:
             db.forget_signature(doc_id)
 
         roots = [Path(p) for p in (paths or [settings.corpus_dir])]

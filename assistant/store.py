@@ -37,6 +37,31 @@ class StoreUnavailable(StoreError):
     """The Chroma server does not answer (stopped, frozen, unreachable); it may come back."""
 
 
+class IndexDamaged(StoreError):
+    """A file of the index is not what it should be (truncated, overwritten)."""
+
+
+REBUILD_HINT = "run `assistant ingest --rebuild` to build the index again from the documents"
+
+
+def storage_error(exc: BaseException, where: Path) -> StoreError | None:
+    """The failure to read or write the index at ``where`` as one line a user can act on, or None
+    when it is not one of those."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    problem = _storage_problem(exc)
+    if problem == "damaged":
+        return IndexDamaged(f"index file {where} is damaged ({detail}); {REBUILD_HINT}")
+    return None
+
+
+def _storage_problem(exc: BaseException) -> str | None:
+    if isinstance(exc, sqlite3.DatabaseError):
+        name = getattr(exc, "sqlite_errorname", "")
+        if name == "SQLITE_NOTADB" or name.startswith("SQLITE_CORRUPT"):
+            return "damaged"
+    return None
+
+
 # What the chunk table returns is the chunk the chunker made.
 StoredChunk = Chunk
 
@@ -78,9 +103,18 @@ class ChunkDB:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(_SCHEMA)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(_SCHEMA)
+            # Reads every page, so a truncated file is found here rather than by a question.
+            problems = [row[0] for row in self._conn.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise storage_error(exc, path) or exc from exc
+        if problems != ["ok"]:
+            self._conn.close()
+            raise IndexDamaged(f"index file {path} is damaged ({problems[0]}); {REBUILD_HINT}")
 
     def close(self) -> None:
         self._conn.close()
@@ -97,6 +131,11 @@ class ChunkDB:
         if doc_id is None:
             return {r[0] for r in self._conn.execute("SELECT id FROM chunks")}
         return {r[0] for r in self._conn.execute("SELECT id FROM chunks WHERE doc_id=?", (doc_id,))}
+
+    def documents_without_chunks(self) -> set[str]:
+        """Documents the table lists with no chunk (a document is committed with at least one)."""
+        rows = self._conn.execute("SELECT id FROM documents WHERE id NOT IN (SELECT doc_id FROM chunks)")
+        return {r[0] for r in rows}
 
     def doc_of_chunks(self, ids: Iterable[str]) -> set[str]:
         wanted = set(ids)

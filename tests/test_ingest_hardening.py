@@ -4,6 +4,7 @@ files too large to read, an emptied or damaged chunk table. Real model, embedded
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import tracemalloc
@@ -14,8 +15,9 @@ import pytest
 
 from assistant.documents import MB, LoadError, load_document
 from assistant.ingest import db_path, ingest
-from assistant.store import ChunkDB
-from tests.conftest import ROOT, make_settings
+from assistant.store import ChunkDB, IndexDamaged
+from tests.conftest import ROOT, free_port, make_settings
+from tests.test_ingest import index_ids
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +36,14 @@ def run_cli(settings, *args: str, extra_env: dict[str, str] | None = None) -> su
     )
 
 
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The run failed with a message of one line and no traceback; the message."""
+    output = f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert done.returncode not in (0, None), output
+    assert "Traceback" not in done.stderr, output
+    lines = [line for line in done.stderr.splitlines() if line.startswith("assistant:")]
+    assert len(lines) == 1, output
+    return lines[0]
 # --- 1. symbolic link loops ----------------------------------------------------------------------
 
 
@@ -141,3 +151,50 @@ def test_ingest_skips_a_file_over_the_size_setting_and_indexes_the_rest(tmp_path
         {"path": str(corpus / "dump.txt"), "reason": "too large (3.0 MB > limit 2 MB; setting ASSISTANT_MAX_FILE_MB)"}
     ]
     assert (report.documents, report.added) == (1, 1)
+
+
+# --- 4. an emptied or damaged chunk table -----------------------------------------------------------
+
+
+def test_ingest_repairs_an_emptied_chunk_table(tmp_path: Path, corpus_copy: Path, real_embedder) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path / "data", corpus_copy)
+    first = ingest(settings, real_embedder)
+    with sqlite3.connect(db_path(settings)) as conn:
+        conn.execute("DELETE FROM chunks")  # document rows kept
+    repaired = ingest(settings, real_embedder)
+    assert (repaired.documents, repaired.updated, repaired.unchanged) == (8, 8, 0)
+    assert repaired.chunks == first.chunks
+    committed, lexical, vector = index_ids(settings)
+    assert committed == lexical == vector and len(committed) == first.chunks
+
+    from assistant.chain import build_pipeline
+
+    answer = build_pipeline(settings, embedder=real_embedder).ask("What side effects were seen?")
+    assert answer.citations and not answer.refused
+
+
+@pytest.mark.parametrize("damage", ["garbage header", "truncated"])
+def test_a_damaged_chunk_table_is_named_with_its_fix(tmp_path: Path, corpus_copy: Path, real_embedder, damage: str) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path / "data", corpus_copy)
+    ingest(settings, real_embedder)
+    path = db_path(settings)
+    data = path.read_bytes()
+    assert not path.with_name(path.name + "-wal").exists() and len(data) > 8 * 4096
+    path.write_bytes(b"this is not SQLite" + data[18:] if damage == "garbage header" else data[: len(data) // 2])
+
+    with pytest.raises(IndexDamaged) as err:
+        ChunkDB(path)
+    assert str(path) in str(err.value) and "assistant ingest --rebuild" in str(err.value)
+
+    for args in (["ingest"], ["ask", "What side effects were seen?"]):
+        message = one_line_error(run_cli(settings, *args))
+        assert str(path) in message and "damaged" in message and "`assistant ingest --rebuild`" in message
+    started = subprocess.run(
+        [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(free_port())],
+        env={**os.environ, "ASSISTANT_DATA_DIR": str(settings.data_dir), "ASSISTANT_CORPUS_DIR": str(corpus_copy)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert str(path) in one_line_error(started)
