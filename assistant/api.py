@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, cast
 
@@ -19,17 +21,20 @@ from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from assistant import generations
 from assistant.access_log import SCOPE_KEY, AccessLog, quiet_gradio_tracebacks, setup_logging
 from assistant.answer.types import Citation
 from assistant.api_schema import ASK_BODY, ASK_RESPONSES, VISIBLE_PATTERN, ErrorBody, add_schemas
 from assistant.chain import MAX_HISTORY_TURNS, MAX_QUESTION_CHARS, Pipeline, QuestionError, build_pipeline
 from assistant.documents import KINDS
+from assistant.embeddings import Embedder
 from assistant.errors import user_facing
 from assistant.gate import GatedPipeline, timing_fields
 from assistant.http_limits import BUSY_RETRY_AFTER_S, AnswerSlots, Busy, HttpLimits, api_methods_of
+from assistant.ingest import remove_old_indexes
 from assistant.metrics import CONTENT_TYPE, Metrics, answer_outcome
 from assistant.settings import Settings
-from assistant.store import StoreUnavailable
+from assistant.store import StoreUnavailable, VectorStore
 from assistant.text import clean_input
 from assistant.web_security import PageScriptHashes, add_cors, content_security_policy
 
@@ -106,6 +111,11 @@ class Health(BaseModel):
     detail: str | None = None
 
 
+def _let_go(store: VectorStore, lease: generations.Lease) -> None:
+    store.close()
+    lease.release()
+
+
 class PipelineHolder:
     """Loads the pipeline in the background so /api/health can say 503 until it is ready; while
     the Chroma server does not answer, tries again with a growing wait."""
@@ -113,6 +123,7 @@ class PipelineHolder:
     def __init__(self, settings: Settings, pipeline: Pipeline | None = None) -> None:
         self.settings = settings
         self.pipeline = pipeline
+        self._generation: generations.Generation | None = None
         self.error: str | None = None
         self._waiting_for_store: str | None = None  # why loading waits, while it waits for the store
         self._thread: threading.Thread | None = None
@@ -136,7 +147,7 @@ class PipelineHolder:
         wait = self.settings.chroma_retry_s
         while True:
             try:
-                pipeline = build_pipeline(self.settings)
+                pipeline = self._build()
                 break
             except StoreUnavailable as exc:  # the Chroma server is not up (yet): try again
                 if self._waiting_for_store is None:
@@ -158,22 +169,49 @@ class PipelineHolder:
             self._waiting_for_store = None
         threading.Thread(target=self._follow, name="index-follower", daemon=True).start()
 
+    def _build(self, embedder: Embedder | None = None) -> Pipeline:
+        """A pipeline on the index in use. It holds a lease on that index, so that a rebuild does
+        not remove it while questions are answered from it; the lease ends with the pipeline."""
+        while True:
+            lease = generations.lease_current(self.settings)
+            try:
+                pipeline = build_pipeline(self.settings, embedder)
+            except BaseException:
+                lease.release()
+                raise
+            if generations.current(self.settings) == lease.generation:
+                self._generation = lease.generation
+                weakref.finalize(pipeline, _let_go, pipeline.store, lease)
+                return pipeline
+            _let_go(pipeline.store, lease)  # a rebuild switched while this loaded: load the new one
+
     def _follow(self) -> None:
         """Follow what `assistant ingest` commits while the app serves: a newer index is loaded
         beside the one in use and swapped in, so questions are answered from it within seconds."""
         while True:
             time.sleep(self.settings.reload_interval_s)
-            pipeline = self.pipeline
-            if pipeline is None:
-                continue
-            # So /api/health follows a store that goes or comes back while nobody asks; a store that
-            # does not answer logs that once itself, and any other failure shows in /api/ask.
-            with contextlib.suppress(Exception):
-                pipeline.store.check()
             try:
-                pipeline.refresh()
+                self._follow_once()
             except Exception as exc:  # keep answering from the index already loaded
                 log.warning("could not load the newer index: %s", exc)
+
+    def _follow_once(self) -> None:
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        # So /api/health follows a store that goes or comes back while nobody asks; a store that
+        # does not answer logs that once itself, and any other failure shows in /api/ask.
+        with contextlib.suppress(Exception):
+            pipeline.store.check()
+        if generations.current(self.settings) != self._generation:
+            # `assistant ingest --rebuild` switched to a new index; questions in flight finish on the old one.
+            self.pipeline = self.wrap(self._build(pipeline.embedder))
+        else:
+            pipeline.refresh()
+        del pipeline
+        if generations.stale(self.settings):
+            gc.collect()  # a replaced pipeline that nothing uses any more lets go of its index here
+            remove_old_indexes(self.settings)
 
     def wait(self, timeout: float | None = None) -> Pipeline | None:
         if self._thread is not None:

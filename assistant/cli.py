@@ -16,7 +16,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="index documents (incremental)")
     p.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the corpus dir)")
-    p.add_argument("--rebuild", action="store_true", help="drop the index and start over")
+    p.add_argument(
+        "--rebuild", action="store_true", help="embed everything again into a new index, used once it is complete"
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary on the last line")
     p.add_argument(
         "--allow-skipped", action="store_true", help="exit 0 even when some files were skipped (default: exit 3)"

@@ -9,6 +9,9 @@ that the next ingest repairs:
 Each ingest starts by reconciling: Chroma ids the chunk table does not list are deleted,
 and documents whose chunks are missing (from the chunk table or from Chroma) or lack unit
 vectors are embedded again.
+
+A rebuild writes a whole new index beside the one in use and switches to it in one step when it
+is complete (assistant.generations); the old one is removed once no one reads it.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
+from assistant import generations
 from assistant.chunking import Chunk, chunk_document
 from assistant.documents import Document, LoadError, load_document
 from assistant.embeddings import Embedder
 from assistant.errors import UserError
 from assistant.settings import Settings
-from assistant.store import ChunkDB, LexicalIndex, VectorStore
+from assistant.store import ChunkDB, LexicalIndex, StoreError, VectorStore
 from assistant.text import surface_words
 from assistant.units import embed_units
 
@@ -67,11 +71,12 @@ class IngestReport:
 
 
 def db_path(settings: Settings) -> Path:
-    return settings.index_dir / "chunks.sqlite"
+    """The chunk table of the index in use."""
+    return generations.current(settings).db_path
 
 
 def lexical_path(settings: Settings) -> Path:
-    return settings.index_dir / "lexical"
+    return generations.current(settings).lexical_path
 
 
 def _signature(doc: Document, settings: Settings, embedder: Embedder) -> str:
@@ -139,6 +144,34 @@ def ingest(
         lock.release()
 
 
+def remove_old_indexes(settings: Settings) -> None:
+    """Remove the indexes a rebuild replaced once no one reads them; nothing while an ingest runs
+    (it does this itself when it ends)."""
+    if not generations.stale(settings):
+        return
+    lock = FileLock(str(settings.index_dir / ".ingest.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return
+    try:
+        _remove_stale(settings)
+    finally:
+        lock.release()
+
+
+def _remove_stale(settings: Settings) -> None:
+    """Remove what a rebuild replaced, or left when it was killed, unless a reader holds it."""
+    for generation in generations.stale(settings):
+        with generations.exclusive(generation) as unused:
+            if unused:
+                if settings.chroma_url:
+                    store = VectorStore(settings, generation)
+                    store.drop()
+                    store.close()
+                generation.remove_files()
+
+
 def _ingest_locked(
     settings: Settings,
     embedder: Embedder,
@@ -147,14 +180,60 @@ def _ingest_locked(
     progress: bool | None,
     log: Callable[[str], None],
 ) -> IngestReport:
+    """An incremental ingest writes into the index in use, one document per commit; a rebuild
+    writes a new index beside it and switches to it when it is complete."""
     started = time.perf_counter()
-    report = IngestReport()
-    db = ChunkDB(db_path(settings))
-    store = VectorStore(settings)
+    _remove_stale(settings)
+    if not rebuild:
+        report = _ingest_into(generations.current(settings), settings, embedder, paths, progress, log)
+    else:
+        previous = _generation_number(settings)
+        generation = generations.create(settings)
+        try:
+            report = _ingest_into(generation, settings, embedder, paths, progress, log, previous)
+            generations.switch(settings, generation)
+        except BaseException:
+            generation.remove_files()
+            raise
+        _remove_stale(settings)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _generation_number(settings: Settings) -> int:
+    """The commit count of the index in use, so that a rebuild's count goes on rising from it."""
     try:
-        if rebuild:
-            store.reset()
-            db.clear()
+        path = generations.current(settings).db_path
+        if not path.exists():
+            return 0
+        db = ChunkDB(path)
+    except StoreError:
+        return 0  # a damaged index: the rebuild replaces it
+    try:
+        return db.generation()
+    finally:
+        db.close()
+
+
+def _ingest_into(
+    generation: generations.Generation,
+    settings: Settings,
+    embedder: Embedder,
+    paths: Sequence[Path] | None,
+    progress: bool | None,
+    log: Callable[[str], None],
+    continue_from: int | None = None,
+) -> IngestReport:
+    report = IngestReport()
+    db = ChunkDB(generation.db_path)
+    try:
+        store = VectorStore(settings, generation)
+    except BaseException:
+        db.close()
+        raise
+    try:
+        if continue_from is not None:
+            db.continue_from(continue_from)
         # Reconcile what a killed ingest, or a damaged table, left behind: vectors the chunk table
         # does not list are deleted, and documents listed without chunks, or whose chunks miss
         # vectors or unit vectors (an index from before they existed), are embedded again.
@@ -272,12 +351,12 @@ def _ingest_locked(
 
         stored_chunks = db.chunks()
         _add_word_vectors(db, embedder, stored_chunks)
-        LexicalIndex.build(stored_chunks).save(lexical_path(settings))
+        LexicalIndex.build(stored_chunks).save(generation.lexical_path)
         report.documents = len(db.documents())
         report.chunks = len(stored_chunks)
     finally:
         db.close()
-    report.seconds = time.perf_counter() - started
+        store.close()
     return report
 
 

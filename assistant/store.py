@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -13,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 import httpx
@@ -27,6 +28,9 @@ from assistant.text import terms
 
 log = logging.getLogger("assistant.store")
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from assistant.generations import Generation
 
 
 class StoreError(UserError):
@@ -122,6 +126,14 @@ class ChunkDB:
     def generation(self) -> int:
         row = self._conn.execute("SELECT value FROM state WHERE key='generation'").fetchone()
         return int(row[0]) if row else 0
+
+    def continue_from(self, generation: int) -> None:
+        """Count on from another index's generation (a rebuild's), so the number keeps rising."""
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO state(key, value) VALUES('generation', ?) ON CONFLICT(key) DO UPDATE SET value = ?",
+                (str(generation), str(generation)),
+            )
 
     def documents(self) -> dict[str, dict[str, Any]]:
         rows = self._conn.execute("SELECT id, path, abs_path, signature, meta FROM documents")
@@ -219,13 +231,6 @@ class ChunkDB:
         with self._conn:
             self._conn.execute("UPDATE documents SET signature='' WHERE id=?", (doc_id,))
 
-    def clear(self) -> None:
-        with self._conn:
-            self._conn.execute("DELETE FROM chunks")
-            self._conn.execute("DELETE FROM documents")
-            self._conn.execute("DELETE FROM unit_vectors")
-            self._bump()
-
     def _bump(self) -> None:
         self._conn.execute(
             "INSERT INTO state(key, value) VALUES('generation', '1') ON CONFLICT(key)"
@@ -319,14 +324,18 @@ class VectorStore:
     Every call to a server is bounded by `chroma_timeout_s`; one that does not reach it raises
     StoreUnavailable, and `availability` says whether the store answers."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, generation: Generation | None = None) -> None:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
+        from assistant.generations import current
+
+        generation = generation or current(settings)
+
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
-        self.where = settings.chroma_url or str(settings.index_dir / "chroma")
+        self.where = settings.chroma_url or str(generation.dir / "chroma")
         self.availability = Availability(self.where, settings.chroma_retry_s, settings.chroma_retry_max_s)
-        self._name = settings.collection
+        self._name = generation.collection(settings.collection)
         try:
             if settings.chroma_url:
                 url = urlparse(settings.chroma_url)
@@ -341,7 +350,7 @@ class VectorStore:
                 )
                 _bound_http_calls(self._client, settings.chroma_timeout_s)
             else:
-                path = settings.index_dir / "chroma"
+                path = generation.dir / "chroma"
                 path.mkdir(parents=True, exist_ok=True)
                 self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
             self._collection = self._open()
@@ -350,7 +359,7 @@ class VectorStore:
         except Exception as exc:  # chromadb raises many kinds when a server is unreachable
             if _unreachable(exc):
                 raise StoreUnavailable(f"cannot reach Chroma at {self.where}: {type(exc).__name__}: {exc}") from None
-            raise StoreError(f"cannot open Chroma at {self.where}: {exc}") from exc
+            raise storage_error(exc, generation.dir) or StoreError(f"cannot open Chroma at {self.where}: {exc}") from exc
 
     def _call(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         self.availability.admit()
@@ -375,14 +384,21 @@ class VectorStore:
         """One cheap call, so `availability` follows the server while nobody asks anything."""
         self._call(self._collection.count)
 
-    def reset(self) -> None:
+    def drop(self) -> None:
+        """Delete the collection (a replaced index's, on a Chroma server)."""
         try:
             self._call(self._client.delete_collection, self._name)
         except StoreUnavailable:
             raise
-        except Exception:  # no such collection yet
+        except Exception:  # no such collection
             pass
-        self._collection = self._call(self._open)
+
+    def close(self) -> None:
+        """Let Chroma close its files (embedded) once no other client in this process uses them."""
+        close = getattr(self._client, "close", None)  # on chromadb's Client, not in its ClientAPI type
+        with contextlib.suppress(Exception):
+            if close is not None:
+                close()
 
     def ids(self) -> set[str]:
         out: set[str] = set()

@@ -198,3 +198,8 @@ def test_a_damaged_chunk_table_is_named_with_its_fix(tmp_path: Path, corpus_copy
         timeout=600,
     )
     assert str(path) in one_line_error(started)
+
+    rebuilt = run_cli(settings, "ingest", "--rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    committed, lexical, vector = index_ids(settings)
+    assert committed == lexical == vector and committed
