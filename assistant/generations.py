@@ -92,11 +92,15 @@ def switch(settings: Settings, generation: Generation) -> None:
     """Make ``generation`` the one in use, in one rename; durable before it returns."""
     pointer = settings.index_dir / POINTER
     staging = pointer.with_name(f".{POINTER}.{os.getpid()}")
-    with open(staging, "w") as out:
-        out.write(generation.name + "\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(staging, pointer)
+    try:
+        with open(staging, "w") as out:
+            out.write(generation.name + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staging, pointer)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
     directory = os.open(settings.index_dir, os.O_RDONLY)
     try:
         os.fsync(directory)

@@ -34,7 +34,7 @@ from assistant.documents import Document, LoadError, load_document
 from assistant.embeddings import Embedder
 from assistant.errors import UserError
 from assistant.settings import Settings
-from assistant.store import ChunkDB, LexicalIndex, StoreError, VectorStore
+from assistant.store import ChunkDB, LexicalIndex, StoreError, VectorStore, storage_error
 from assistant.text import surface_words
 from assistant.units import embed_units
 
@@ -129,19 +129,27 @@ def ingest(
     from assistant.settings import apply_kinds
 
     apply_kinds(settings)
-    settings.index_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(settings.index_dir / ".ingest.lock"))
     try:
-        lock.acquire(timeout=settings.ingest_wait_s)
-    except Timeout as exc:
-        raise IngestBusy(
-            f"another ingest is running on {settings.index_dir} (lock {lock.lock_file}); "
-            "wait for it to finish, or set ASSISTANT_INGEST_WAIT_S to wait"
-        ) from exc
-    try:
-        return _ingest_locked(settings, embedder, paths, rebuild, progress, log or (lambda _m: None))
-    finally:
-        lock.release()
+        settings.index_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(settings.index_dir / ".ingest.lock"))
+        try:
+            lock.acquire(timeout=settings.ingest_wait_s)
+        except Timeout as exc:
+            raise IngestBusy(
+                f"another ingest is running on {settings.index_dir} (lock {lock.lock_file}); "
+                "wait for it to finish, or set ASSISTANT_INGEST_WAIT_S to wait"
+            ) from exc
+        try:
+            return _ingest_locked(settings, embedder, paths, rebuild, progress, log or (lambda _m: None))
+        finally:
+            lock.release()
+    except UserError:
+        raise
+    except Exception as exc:  # a full disk, a read-only data dir: one line, not a traceback
+        problem = storage_error(exc, settings.index_dir, local_chroma=not settings.chroma_url)
+        if problem is None:
+            raise
+        raise problem from exc
 
 
 def remove_old_indexes(settings: Settings) -> None:

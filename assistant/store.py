@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -48,22 +49,58 @@ class IndexDamaged(StoreError):
 REBUILD_HINT = "run `assistant ingest --rebuild` to build the index again from the documents"
 
 
-def storage_error(exc: BaseException, where: Path) -> StoreError | None:
-    """The failure to read or write the index at ``where`` as one line a user can act on, or None
-    when it is not one of those."""
+def storage_error(exc: BaseException, where: Path, local_chroma: bool = False) -> StoreError | None:
+    """The failure to read or write the index at ``where`` as one line a user can act on (a damaged
+    file, a full disk, a read-only data dir, a failed write), or None when it is not one of those.
+    ``local_chroma``: count an error from embedded Chroma as a failed write (it names no cause:
+    a full disk shows as "Error in compaction")."""
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    problem = _storage_problem(exc)
+    problem = _storage_problem(exc, local_chroma)
     if problem == "damaged":
         return IndexDamaged(f"index file {where} is damaged ({detail}); {REBUILD_HINT}")
-    return None
+    if problem == "full":
+        reason, fix = "the disk is full", "Free some space and run `assistant ingest` again"
+    elif problem == "read-only":
+        reason, fix = detail, "Ingest needs a writable data dir (ASSISTANT_DATA_DIR)"
+    elif problem == "failed":
+        free = shutil.disk_usage(_existing(where)).free / (1024 * 1024)
+        reason = f"{detail} ({free:.1f} MB free on its disk)"
+        fix = "If the disk is full, free some space; then run `assistant ingest` again"
+    else:
+        return None
+    return StoreError(
+        f"cannot write to the index at {where}: {reason}. {fix}; the index in use keeps what was committed before"
+    )
 
 
-def _storage_problem(exc: BaseException) -> str | None:
+def _storage_problem(exc: BaseException, local_chroma: bool) -> str | None:
     if isinstance(exc, sqlite3.DatabaseError):
         name = getattr(exc, "sqlite_errorname", "")
         if name == "SQLITE_NOTADB" or name.startswith("SQLITE_CORRUPT"):
             return "damaged"
+        if name == "SQLITE_FULL":
+            return "full"
+        if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
+            return "read-only"
+        if name.startswith("SQLITE_IOERR"):
+            return "failed"
+        return None
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "full"
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return "read-only"
+        return None
+    if local_chroma and type(exc).__module__.startswith("chromadb"):
+        return "failed"
     return None
+
+
+def _existing(path: Path) -> Path:
+    """``path``, or the nearest folder above it that exists (to ask how much space is free)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 # What the chunk table returns is the chunk the chunker made.
@@ -359,7 +396,8 @@ class VectorStore:
         except Exception as exc:  # chromadb raises many kinds when a server is unreachable
             if _unreachable(exc):
                 raise StoreUnavailable(f"cannot reach Chroma at {self.where}: {type(exc).__name__}: {exc}") from None
-            raise storage_error(exc, generation.dir) or StoreError(f"cannot open Chroma at {self.where}: {exc}") from exc
+            problem = storage_error(exc, generation.dir, local_chroma=not settings.chroma_url)
+            raise problem or StoreError(f"cannot open Chroma at {self.where}: {exc}") from exc
 
     def _call(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         self.availability.admit()
@@ -475,9 +513,13 @@ class LexicalIndex:
         parent = directory.parent
         parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".lexical-", dir=parent))
-        if self.ids:
-            self._retriever.save(str(staging), show_progress=False)
-        (staging / "ids.json").write_text(json.dumps({"fingerprint": fingerprint(self.ids), "ids": self.ids}))
+        try:
+            if self.ids:
+                self._retriever.save(str(staging), show_progress=False)
+            (staging / "ids.json").write_text(json.dumps({"fingerprint": fingerprint(self.ids), "ids": self.ids}))
+        except BaseException:  # a full disk: the saved index stays as it was, with no half-written copy
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         old = parent / f".lexical-old-{os.getpid()}"
         if directory.exists():
             directory.rename(old)

@@ -3,6 +3,7 @@ files too large to read, an emptied or damaged chunk table. Real model, embedded
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -203,3 +204,104 @@ def test_a_damaged_chunk_table_is_named_with_its_fix(tmp_path: Path, corpus_copy
     assert rebuilt.returncode == 0, rebuilt.stderr
     committed, lexical, vector = index_ids(settings)
     assert committed == lexical == vector and committed
+
+
+# --- 6. a full disk, a read-only data dir ----------------------------------------------------------
+
+DISK_MB = 32  # a tmpfs this size holds the shipped corpus's index (about 3 MB) several times over
+NEW_NOTES = 5
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A tmpfs of DISK_MB, so that a disk can really be full or read-only (needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "--lazy", str(mount_point)], check=False)  # this process may hold Chroma's files
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` up to ``leave`` bytes free; the file that does it."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as out:
+        chunk = b"\0" * 65536
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(chunk)
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler
+
+
+def add_notes(corpus: Path, tag: str) -> None:
+    for i in range(NEW_NOTES):
+        sentences = " ".join(f"Note {tag}-{i} sentence {j} is about visits and parking at the clinic." for j in range(60))
+        (corpus / f"note-{tag}-{i}.md").write_text(f"# Note {tag} {i}\n\n{sentences}\n")
+
+
+def answers_from(settings, real_embedder) -> set[str]:  # type: ignore[no-untyped-def]
+    """The documents of the index in use, once it has loaded and answered a question."""
+    from assistant.chain import build_pipeline
+
+    pipeline = build_pipeline(settings, embedder=real_embedder)
+    answer = pipeline.ask("What side effects were seen?")
+    assert answer.citations and not answer.refused
+    return set(pipeline.corpus.docs)
+
+
+@pytest.mark.parametrize("leave_kb", [0, 64, 512])  # it fails opening the table, writing vectors, committing
+def test_a_full_disk_stops_ingest_with_one_line_and_the_index_still_answers(
+    small_disk: Path, corpus_copy: Path, real_embedder, leave_kb: int
+) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(small_disk / "data", corpus_copy)
+    ingest(settings, real_embedder)
+    before = answers_from(settings, real_embedder)
+    where = f"assistant: cannot write to the index at {settings.index_dir}"
+
+    add_notes(corpus_copy, "a")
+    filler = fill(small_disk, leave_kb * 1024)
+    message = one_line_error(run_cli(settings, "ingest"))
+    assert message.startswith(where) and "free some space" in message.lower(), message
+    filler.unlink()
+    assert before <= answers_from(settings, real_embedder)  # what was committed, nothing half-written
+    again = ingest(settings, real_embedder)
+    assert again.documents == len(before) + NEW_NOTES and not again.skipped
+    committed, lexical, vector = index_ids(settings)
+    assert committed == lexical == vector
+    in_use = answers_from(settings, real_embedder)
+
+    add_notes(corpus_copy, "b")
+    filler = fill(small_disk, leave_kb * 1024)
+    message = one_line_error(run_cli(settings, "ingest", "--rebuild"))
+    assert message.startswith(where) and "free some space" in message.lower(), message
+    filler.unlink()
+    assert not list(settings.index_dir.glob("gen-*"))  # the new index it was writing is gone
+    assert answers_from(settings, real_embedder) == in_use
+
+
+def test_a_read_only_data_dir_stops_ingest_with_one_line_and_the_index_still_answers(
+    small_disk: Path, corpus_copy: Path, real_embedder
+) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(small_disk / "data", corpus_copy)
+    built = run_cli(settings, "ingest")  # in another process: this one must hold no file open to remount
+    assert built.returncode == 0, built.stderr
+    add_notes(corpus_copy, "a")
+    remounted = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], capture_output=True, text=True)
+    assert remounted.returncode == 0, remounted.stderr
+    try:
+        for args in (["ingest"], ["ingest", "--rebuild"]):
+            message = one_line_error(run_cli(settings, *args))
+            assert f"cannot write to the index at {settings.index_dir}" in message, message
+            assert "Read-only file system" in message and "ASSISTANT_DATA_DIR" in message, message
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    documents = answers_from(settings, real_embedder)
+    assert documents and not any(d.startswith("note-") for d in documents)  # as before, none half-written
+    assert not list(settings.index_dir.glob("gen-*"))
