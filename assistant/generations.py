@@ -89,7 +89,7 @@ def create(settings: Settings) -> Generation:
 
 
 def switch(settings: Settings, generation: Generation) -> None:
-    """Make ``generation`` the one in use, in one rename; durable before it returns."""
+    """Make ``generation`` the one in use, in one rename (flushed to disk when the disk allows)."""
     pointer = settings.index_dir / POINTER
     staging = pointer.with_name(f".{POINTER}.{os.getpid()}")
     try:
@@ -101,11 +101,13 @@ def switch(settings: Settings, generation: Generation) -> None:
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
-    directory = os.open(settings.index_dir, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    # The rename is made: a failure to flush the folder must not make the caller undo the switch.
+    with contextlib.suppress(OSError):
+        directory = os.open(settings.index_dir, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 def stale(settings: Settings) -> list[Generation]:
