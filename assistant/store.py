@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 
 from assistant.chunking import Chunk
-from assistant.documents import Document
+from assistant.documents import MB, Document
 from assistant.errors import UserError
 from assistant.settings import Settings
 from assistant.text import terms
@@ -63,7 +63,7 @@ def storage_error(exc: BaseException, where: Path, local_chroma: bool = False) -
     elif problem == "read-only":
         reason, fix = detail, "Ingest needs a writable data dir (ASSISTANT_DATA_DIR)"
     elif problem == "failed":
-        free = shutil.disk_usage(_existing(where)).free / (1024 * 1024)
+        free = shutil.disk_usage(_existing(where)).free / MB
         reason = f"{detail} ({free:.1f} MB free on its disk)"
         fix = "If the disk is full, free some space; then run `assistant ingest` again"
     else:
