@@ -1,4 +1,6 @@
-"""`assistant bench ingest|ask`: speed and memory figures, measured in one run (not tests)."""
+"""`assistant bench ingest|ask|load`: speed and memory figures, measured in one run (not tests).
+
+`load` lives in assistant/bench_load.py."""
 
 from __future__ import annotations
 
@@ -183,9 +185,20 @@ def bench_ask(settings: Settings) -> dict[str, object]:
     }
 
 
-def main(settings: Settings, what: str, n_chunks: int, as_json: bool) -> int:
+def main(settings: Settings, what: str, n_chunks: int, as_json: bool, load: dict[str, Any] | None = None) -> int:
+    if what == "load":
+        from assistant.bench_load import LoadError, bench_load, format_load
+
+        try:
+            figures = bench_load(settings, **(load or {}))
+        except LoadError as exc:
+            print(f"assistant bench load: {exc}", file=sys.stderr)
+            return 2
+        result: dict[str, object] = {"bench": what, "cpus": os.cpu_count(), **figures}
+        print(json.dumps(result) if as_json else format_load(result))
+        return 0
     figures = bench_ingest(settings, n_chunks) if what == "ingest" else bench_ask(settings)
-    result: dict[str, object] = {"bench": what, "cpus": os.cpu_count(), **figures}
+    result = {"bench": what, "cpus": os.cpu_count(), **figures}
     if as_json:
         print(json.dumps(result))
     else:
