@@ -31,6 +31,7 @@ lint: setup-test
 bench: setup
 	$(PY) -m assistant bench ingest
 	$(PY) -m assistant bench ask
+	$(PY) -m assistant bench load
 
 eval: setup
 	$(PY) -m assistant eval

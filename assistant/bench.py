@@ -1,4 +1,6 @@
-"""`assistant bench ingest|ask`: speed and memory figures, measured in one run (not tests)."""
+"""`assistant bench ingest|ask|load`: speed and memory figures, measured in one run (not tests).
+
+`load` lives in assistant/bench_load.py."""
 
 from __future__ import annotations
 
@@ -10,8 +12,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from assistant.settings import Settings
+
+SERVER_START_S = 180  # cold start: the model, the index and Gradio's two apps
 
 
 def bench_ingest(settings: Settings, n_chunks: int) -> dict[str, object]:
@@ -100,6 +105,50 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(settings: Settings, log_file: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen[bytes], str, float]:
+    """`assistant serve` on a free port of 127.0.0.1, answering from the settings' index: the
+    process, its base URL and the seconds until /api/health said 200."""
+    import httpx
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "ASSISTANT_DATA_DIR": str(settings.data_dir), "ASSISTANT_CORPUS_DIR": str(settings.corpus_dir)}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assistant", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log_file,
+        stderr=log_file,
+        env=env,
+    )
+    while True:
+        try:
+            if httpx.get(base + "/api/health", timeout=1).status_code == 200:
+                return proc, base, time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.perf_counter() - started > SERVER_START_S:
+            _stop_server(proc)
+            raise RuntimeError("server did not start")
+        time.sleep(0.05)
+
+
+def _stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def bench_ask(settings: Settings) -> dict[str, object]:
     import httpx
 
@@ -108,30 +157,8 @@ def bench_ask(settings: Settings) -> dict[str, object]:
 
     ensure_index(settings)
     cases = load_split(SHIPPED, "dev")
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "assistant", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=os.environ.copy(),
-    )
+    proc, base, cold = _start_server(settings)
     try:
-        while True:
-            try:
-                if httpx.get(base + "/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.perf_counter() - started > 120:
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        cold = time.perf_counter() - started
         with httpx.Client(timeout=30) as client:
 
             def ask(case) -> float:
@@ -147,8 +174,7 @@ def bench_ask(settings: Settings) -> dict[str, object]:
             times = sorted(ask(case) for _ in range(3) for case in cases)
         rss = _rss_mb(proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        _stop_server(proc)
     return {
         "requests": len(times),
         "p50_ms": round(statistics.median(times), 1),
@@ -159,9 +185,20 @@ def bench_ask(settings: Settings) -> dict[str, object]:
     }
 
 
-def main(settings: Settings, what: str, n_chunks: int, as_json: bool) -> int:
+def main(settings: Settings, what: str, n_chunks: int, as_json: bool, load: dict[str, Any] | None = None) -> int:
+    if what == "load":
+        from assistant.bench_load import LoadError, bench_load, format_load
+
+        try:
+            figures = bench_load(settings, **(load or {}))
+        except LoadError as exc:
+            print(f"assistant bench load: {exc}", file=sys.stderr)
+            return 2
+        result: dict[str, object] = {"bench": what, "cpus": os.cpu_count(), **figures}
+        print(json.dumps(result) if as_json else format_load(result))
+        return 0
     figures = bench_ingest(settings, n_chunks) if what == "ingest" else bench_ask(settings)
-    result: dict[str, object] = {"bench": what, "cpus": os.cpu_count(), **figures}
+    result = {"bench": what, "cpus": os.cpu_count(), **figures}
     if as_json:
         print(json.dumps(result))
     else:

@@ -1,4 +1,4 @@
-"""The `assistant` command: ingest | ask | serve | eval | bench."""
+"""The `assistant` command: ingest | ask | serve | eval | calibrate | bench."""
 
 from __future__ import annotations
 
@@ -45,10 +45,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--verifier-only", action="store_true", help="fit only the verifier's threshold")
 
     p = sub.add_parser("bench", help="measure speed and memory")
-    p.add_argument("what", choices=["ingest", "ask"])
+    p.add_argument("what", choices=["ingest", "ask", "load"])
     p.add_argument("--chunks", type=int, default=2000, help="synthetic chunks for `bench ingest`")
+    p.add_argument("--url", help="`bench load`: measure the server at http://127.0.0.1:PORT instead of starting one")
+    p.add_argument("--clients", type=_levels, default=(10, 30, 50),
+                   help="`bench load`: concurrent clients per level, comma-separated (default 10,30,50)")
+    p.add_argument("--seconds", type=float, default=20.0, help="`bench load`: how long each level runs (default 20)")
+    p.add_argument("--requests", type=int, default=None,
+                   help="`bench load`: at most this many requests per level (default: as many as the time allows)")
+    p.add_argument("--timeout", type=float, default=60.0, help="`bench load`: one request's timeout in s (default 60)")
+    p.add_argument("--health-interval", type=float, default=0.1,
+                   help="`bench load`: seconds between two /api/health polls (default 0.1)")
     p.add_argument("--json", action="store_true")
     return parser
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of client counts: {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError("client counts must be at least 1")
+    return levels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,4 +168,12 @@ def _calibrate(settings, args) -> int:
 def _bench(settings, args) -> int:
     from assistant.bench import main as bench_main
 
-    return bench_main(settings, args.what, args.chunks, args.json)
+    load = {
+        "url": args.url,
+        "levels": args.clients,
+        "seconds": args.seconds,
+        "max_requests": args.requests,
+        "timeout": args.timeout,
+        "health_interval": args.health_interval,
+    }
+    return bench_main(settings, args.what, args.chunks, args.json, load)

@@ -1,0 +1,383 @@
+"""`assistant bench load`: closed-loop clients asking /api/ask at several concurrency levels while
+one more client polls /api/health; figures per level (measured in one run, not tests).
+
+Each level runs for a fixed time (and optionally at most a fixed number of requests); a client
+starts its next question when the previous answer arrived, until the level's time is up, and
+the requests still in flight then finish (each bounded by the request timeout). Only servers on
+127.0.0.1 are measured: the one this command starts, or one named with --url.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import resource
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from assistant.settings import Settings
+
+DEFAULT_LEVELS = (10, 30, 50)
+
+# Ten varied questions, asked in turn by each client (each starts at its own offset): plain, slang,
+# typo, context, multipart, a follow-up with history, clinician, near-topic, off-topic, safety.
+LOAD_QUESTIONS: tuple[dict[str, Any], ...] = (
+    {"question": "How many people took part in the trial?"},
+    {"question": "so did the spine shot wreck anybody, like put someone in the hospital?"},
+    {"question": "how many pateints had side affects?"},
+    {
+        "question": "My daughter broke her neck in a car crash and her doctors graded it AIS A right after. "
+        "What injury grades did this study take people with?"
+    },
+    {"question": "How many cells did they give, and how were they put into the body?"},
+    {
+        "question": "and how many people had those?",
+        "history": [
+            {"role": "user", "content": "What side effects did people get?"},
+            {
+                "role": "assistant",
+                "content": "The most common side effects were headache and musculoskeletal pain. "
+                "No serious adverse events occurred.",
+            },
+        ],
+    },
+    {"question": "What was the primary outcome, and did the study meet it?", "audience": "clinician"},
+    {"question": "Did the stem cells work better than physical therapy alone?"},
+    {"question": "What is the best recipe for banana bread?"},
+    {"question": "Should I stop my medication and get this stem cell shot instead?"},
+)
+
+
+class LoadError(Exception):
+    """The load bench cannot run as asked (bad URL, server not healthy)."""
+
+
+@dataclass
+class Level:
+    clients: int
+    latencies_ms: list[float] = field(default_factory=list)  # answers (200) only
+    errors: Counter[str] = field(default_factory=Counter)  # by status, or the exception's name
+    requests: int = 0
+    health_ms: list[float] = field(default_factory=list)
+    health_errors: Counter[str] = field(default_factory=Counter)
+    elapsed_s: float = 0.0
+    rss_peak_mb: dict[int, float] = field(default_factory=dict)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least q of them at or below it."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = min(len(ordered), max(1, math.ceil(len(ordered) * q)))
+    return ordered[rank - 1]
+
+
+# --- server processes: found by their listening socket, measured from /proc (or psutil) ------
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    return inodes
+
+
+def server_pids(port: int) -> list[int]:
+    """The processes (of this user) that hold the socket listening on the port: one per worker."""
+    targets = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in targets for fd in (proc / "fd").iterdir()):
+                pids.append(int(proc.name))
+    return sorted(pids)
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        import psutil
+    except ImportError:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
+    try:
+        return float(psutil.Process(pid).memory_info().rss) / 2**20
+    except psutil.Error:
+        return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def check_url(url: str) -> tuple[str, int]:
+    """http://127.0.0.1:PORT (nothing else is measured): the base URL and the port."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname != "127.0.0.1" or parts.port is None:
+        raise LoadError(f"--url must be http://127.0.0.1:PORT (a server on this machine), not {url!r}")
+    return f"http://127.0.0.1:{parts.port}", parts.port
+
+
+# --- the clients ----------------------------------------------------------------------------
+
+
+def _has_answer(response: Any) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("answer"), str) and bool(body["answer"])
+
+
+async def _client(
+    http: Any, base: str, number: int, level: Level, deadline: float, budget: list[int], timeout: float
+) -> None:
+    import httpx
+
+    i = number  # each client starts at its own question
+    while time.perf_counter() < deadline and budget[0] > 0:
+        budget[0] -= 1
+        body = {"audience": "patient", "history": [], **LOAD_QUESTIONS[i % len(LOAD_QUESTIONS)]}
+        i += 1
+        started = time.perf_counter()
+        try:
+            response = await http.post(base + "/api/ask", json=body, timeout=timeout)
+        except httpx.TimeoutException:
+            level.errors["timeout"] += 1
+        except httpx.HTTPError as exc:
+            level.errors[type(exc).__name__] += 1
+        else:
+            if response.status_code != 200:
+                level.errors[str(response.status_code)] += 1
+            elif not _has_answer(response):
+                level.errors["200 without an answer"] += 1
+            else:
+                level.latencies_ms.append((time.perf_counter() - started) * 1000)
+        level.requests += 1
+
+
+def _health_poller(base: str, interval: float, level: Level, pids: list[int], stop: threading.Event) -> None:
+    """One more client: GET /api/health every `interval` s; also samples each server process's RSS."""
+    import httpx
+
+    next_rss = 0.0
+    with httpx.Client(timeout=10) as http:
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                response = http.get(base + "/api/health")
+            except httpx.TimeoutException:
+                level.health_errors["timeout"] += 1
+            except httpx.HTTPError as exc:
+                level.health_errors[type(exc).__name__] += 1
+            else:
+                if response.status_code == 200:
+                    level.health_ms.append((time.perf_counter() - started) * 1000)
+                else:
+                    level.health_errors[str(response.status_code)] += 1
+            now = time.perf_counter()
+            if now >= next_rss:
+                next_rss = now + 0.5
+                for pid in pids:
+                    level.rss_peak_mb[pid] = max(level.rss_peak_mb.get(pid, 0.0), rss_mb(pid))
+            stop.wait(max(0.0, interval - (time.perf_counter() - started)))
+
+
+async def _run_level(
+    base: str, clients: int, seconds: float, max_requests: int | None, timeout: float, health_interval: float,
+    pids: list[int],
+) -> Level:
+    import httpx
+
+    level = Level(clients)
+    stop = threading.Event()
+    poller = threading.Thread(
+        target=_health_poller, args=(base, health_interval, level, pids, stop), name="health-poller", daemon=True
+    )
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits) as http:
+        poller.start()
+        started = time.perf_counter()
+        budget = [max_requests if max_requests is not None else 1 << 62]
+        await asyncio.gather(
+            *(_client(http, base, n, level, started + seconds, budget, timeout) for n in range(clients))
+        )
+        level.elapsed_s = time.perf_counter() - started
+        stop.set()
+    poller.join(timeout=15)
+    return level
+
+
+def _warm_up(base: str, timeout: float) -> None:
+    """Each question once, one at a time, before anything is measured."""
+    import httpx
+
+    with httpx.Client(timeout=timeout) as http:
+        for body in LOAD_QUESTIONS:
+            response = http.post(base + "/api/ask", json={"audience": "patient", "history": [], **body})
+            if response.status_code != 200:
+                raise LoadError(f"warm-up question got {response.status_code}: {response.text[:200]}")
+
+
+def _level_figures(level: Level, pids: list[int], cpu_used_s: float, client_cpu_s: float) -> dict[str, Any]:
+    def ms(value: float) -> float:
+        return round(value, 1)
+
+    return {
+        "clients": level.clients,
+        "requests": level.requests,
+        "answers": len(level.latencies_ms),
+        "seconds": round(level.elapsed_s, 2),
+        "req_per_s": round(level.requests / level.elapsed_s, 2) if level.elapsed_s else 0.0,
+        "p50_ms": ms(percentile(level.latencies_ms, 0.50)),
+        "p95_ms": ms(percentile(level.latencies_ms, 0.95)),
+        "p99_ms": ms(percentile(level.latencies_ms, 0.99)),
+        "max_ms": ms(max(level.latencies_ms, default=float("nan"))),
+        "errors": sum(level.errors.values()),
+        "errors_by_status": dict(sorted(level.errors.items())),
+        "health_requests": len(level.health_ms) + sum(level.health_errors.values()),
+        "health_p50_ms": ms(percentile(level.health_ms, 0.50)),
+        "health_p95_ms": ms(percentile(level.health_ms, 0.95)),
+        "health_max_ms": ms(max(level.health_ms, default=float("nan"))),
+        "health_errors_by_status": dict(sorted(level.health_errors.items())),
+        # CPU the server processes used per request, and how many of the machine's cores that kept busy.
+        "server_cpu_ms_per_request": round(cpu_used_s / level.requests * 1000, 1) if level.requests else None,
+        "server_cores_busy": round(cpu_used_s / level.elapsed_s, 2) if level.elapsed_s else None,
+        "client_cpu_s": round(client_cpu_s, 2),
+        "rss_mb": {str(pid): round(rss_mb(pid), 1) for pid in pids},
+        "rss_peak_mb": {str(pid): round(max(level.rss_peak_mb.get(pid, 0.0), rss_mb(pid)), 1) for pid in pids},
+    }
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_load(
+    settings: Settings,
+    url: str | None = None,
+    levels: tuple[int, ...] = DEFAULT_LEVELS,
+    seconds: float = 20.0,
+    max_requests: int | None = None,
+    timeout: float = 60.0,
+    health_interval: float = 0.1,
+) -> dict[str, Any]:
+    import httpx
+
+    from assistant.bench import _start_server, _stop_server
+
+    if not levels or min(levels) < 1 or seconds <= 0 or timeout <= 0 or health_interval <= 0:
+        raise LoadError("levels must be positive client counts; seconds, timeout and health interval positive")
+    if max_requests is not None and max_requests < 1:
+        raise LoadError("--requests must be at least 1")
+    result: dict[str, Any] = {"loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    with contextlib.ExitStack() as cleanup:
+        proc = None
+        if url is None:
+            from assistant.api import ensure_index
+
+            ensure_index(settings)
+            log = cleanup.enter_context(tempfile.TemporaryFile())  # the server's log, shown if it fails to start
+            try:
+                proc, base, cold = _start_server(settings, log)
+            except RuntimeError:
+                log.seek(0)
+                raise LoadError("the server did not start:\n" + log.read().decode(errors="replace")[-2000:]) from None
+            cleanup.callback(_stop_server, proc)
+            port = int(base.rsplit(":", 1)[1])
+            result.update(server=f"started by the bench (pid {proc.pid})", url=base, cold_start_s=round(cold, 2))
+        else:
+            base, port = check_url(url)
+            try:
+                status = httpx.get(base + "/api/health", timeout=10).status_code
+            except httpx.HTTPError as exc:
+                raise LoadError(f"{base}/api/health does not answer: {exc}") from None
+            if status != 200:
+                raise LoadError(f"{base}/api/health says {status}; the server is not ready")
+            result.update(server="given with --url", url=base)
+        pids = server_pids(port) or ([proc.pid] if proc is not None else [])
+        result.update(
+            server_pids=pids,
+            questions=len(LOAD_QUESTIONS),
+            seconds_per_level=seconds,
+            max_requests_per_level=max_requests,
+            request_timeout_s=timeout,
+            health_interval_s=health_interval,
+        )
+        _warm_up(base, timeout)
+        figures = []
+        for clients in levels:
+            cpu_before = sum(cpu_seconds(pid) for pid in pids)
+            own_before = _own_cpu_s()
+            level = asyncio.run(_run_level(base, clients, seconds, max_requests, timeout, health_interval, pids))
+            cpu_used = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+            figures.append(_level_figures(level, pids, cpu_used, _own_cpu_s() - own_before))
+            time.sleep(1.0)  # let the server settle between levels
+        result["levels"] = figures
+    result["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return result
+
+
+COLUMNS = (
+    ("clients", "clients", "{}"),
+    ("requests", "requests", "{}"),
+    ("req/s", "req_per_s", "{:.2f}"),
+    ("p50 ms", "p50_ms", "{:.1f}"),
+    ("p95 ms", "p95_ms", "{:.1f}"),
+    ("p99 ms", "p99_ms", "{:.1f}"),
+    ("max ms", "max_ms", "{:.1f}"),
+    ("errors", "errors", "{}"),
+    ("health p95 ms", "health_p95_ms", "{:.1f}"),
+    ("health max ms", "health_max_ms", "{:.1f}"),
+    ("cpu ms/req", "server_cpu_ms_per_request", "{}"),
+    ("cores busy", "server_cores_busy", "{}"),
+)
+
+
+def format_load(result: dict[str, Any]) -> str:
+    """Header lines as `key value`, then one row per level, then the errors, RSS and health by level."""
+    lines = [f"{key:<26} {value}" for key, value in result.items() if key != "levels"]
+    levels = result.get("levels", [])
+    rows = [[title for title, _, _ in COLUMNS]]
+    rows += [[fmt.format(level[key]) for _, key, fmt in COLUMNS] for level in levels]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines.append("")
+    lines += ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    lines.append("")
+    for level in levels:
+        errors = ", ".join(f"{k}: {v}" for k, v in level["errors_by_status"].items()) or "none"
+        health_errors = ", ".join(f"{k}: {v}" for k, v in level["health_errors_by_status"].items()) or "none"
+        rss = ", ".join(
+            f"pid {pid} {mb} MB (peak {level['rss_peak_mb'][pid]})" for pid, mb in level["rss_mb"].items()
+        )
+        lines.append(
+            f"{level['clients']} clients: errors {errors}; health {level['health_requests']} polls,"
+            f" p50 {level['health_p50_ms']} ms, errors {health_errors}; rss {rss};"
+            f" client cpu {level['client_cpu_s']} s"
+        )
+    return "\n".join(lines)

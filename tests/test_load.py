@@ -1,0 +1,129 @@
+"""Throughput tooling and the served app under concurrent use: `assistant bench load` end to end
+with a tiny configuration, and 20 Gradio chat sessions at once through gradio_client, each
+against a real server on 127.0.0.1 with the real index. No timing is asserted: figures are
+reported by `assistant bench load` (docs/benchmarks.md), and this machine is shared."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from assistant.bench_load import LoadError, check_url, format_load, percentile
+from tests.conftest import ROOT
+from tests.test_api import start_server, stop
+
+FIGURES = ("requests", "answers", "req_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "health_p95_ms")
+
+
+def test_only_a_server_on_127_0_0_1_is_measured() -> None:
+    assert check_url("http://127.0.0.1:7860/") == ("http://127.0.0.1:7860", 7860)
+    for url in ("http://localhost:7860", "http://10.0.0.2:7860", "https://127.0.0.1:7860", "http://127.0.0.1"):
+        with pytest.raises(LoadError):
+            check_url(url)
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 0.5), percentile(values, 0.95), percentile(values, 0.99)) == (50.0, 95.0, 99.0)
+    assert percentile([3.0], 0.99) == 3.0
+
+
+def _bench_load(*args: str, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "assistant", "bench", "load", "--clients", "2", "--seconds", "2", "--json", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _check_figures(result: dict[str, Any]) -> None:
+    assert result["bench"] == "load" and result["questions"] == 10
+    (level,) = result["levels"]
+    assert level["clients"] == 2
+    for key in FIGURES:
+        assert isinstance(level[key], (int, float)) and level[key] == level[key], key  # a number, not NaN
+    assert level["requests"] >= 2 and level["answers"] == level["requests"]
+    assert level["errors"] == 0 and level["errors_by_status"] == {}
+    assert level["health_requests"] >= 1 and level["health_errors_by_status"] == {}
+    assert result["server_pids"] and all(level["rss_mb"][str(pid)] > 0 for pid in result["server_pids"])
+    text = format_load(result)
+    assert "p95 ms" in text and "health p95 ms" in text and "2 clients: errors none" in text
+
+
+@pytest.mark.slow
+def test_bench_load_starts_the_app_and_reports_its_figures(built_index) -> None:  # type: ignore[no-untyped-def]
+    """The default: the bench starts `assistant serve` on a free port itself, answering from the index."""
+    result = _bench_load(env={"ASSISTANT_DATA_DIR": str(built_index.data_dir)})
+    assert result["server"].startswith("started by the bench") and result["url"].startswith("http://127.0.0.1:")
+    _check_figures(result)
+
+
+@pytest.fixture(scope="module")
+def served(built_index) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    proc, base = start_server(built_index)
+    yield base
+    stop(proc)
+
+
+@pytest.mark.slow
+def test_bench_load_measures_a_running_app(served: str) -> None:
+    result = _bench_load("--url", served, env={})
+    assert result["server"] == "given with --url" and result["url"] == served
+    _check_figures(result)
+
+
+SESSIONS = 20
+QUESTIONS = [
+    "How many people took part in the trial?",
+    "How many cells did they give, and how were they put into the body?",
+    "What side effects did people get?",
+    "What injury grades did this study take people with?",
+    "Was there a control group?",
+]
+FOLLOW_UP = "Where was the study done?"
+
+
+@pytest.mark.slow
+def test_twenty_chat_sessions_at_once_each_get_their_answers(served: str) -> None:
+    """20 gradio_client sessions ask the chat at once, then each asks a follow-up in its own
+    conversation: no error, no "busy", every answer complete, with its sources."""
+    from gradio_client import Client
+
+    from assistant.triage import PATIENT_FOOTER
+
+    def session(n: int) -> list[tuple[Any, ...]]:
+        client = Client(served + "/", verbose=False, analytics_enabled=False, download_files=False, max_workers=2)
+        try:
+            first = client.submit(QUESTIONS[n % len(QUESTIONS)], api_name="/respond").result(timeout=120)
+            # The chat as the page sends it back: the follow-up is asked within this conversation.
+            second = client.submit(FOLLOW_UP, first[1], api_name="/respond").result(timeout=120)
+        finally:
+            client.close()
+        return [first, second]
+
+    with ThreadPoolExecutor(max_workers=SESSIONS) as pool:
+        results = list(pool.map(session, range(SESSIONS), timeout=600))
+    assert len(results) == SESSIONS
+    problems = []
+    for n, turns in enumerate(results):
+        for turn, outputs in enumerate(turns, start=1):
+            chat = outputs[1]
+            assert len(chat) == 2 * turn, f"session {n}, turn {turn}: the conversation has {len(chat)} messages"
+            text = "".join(part["text"] for part in chat[-1]["content"] if part.get("type") == "text")
+            if PATIENT_FOOTER.split(".")[0] not in text or "busy" in text or "went wrong" in text:
+                problems.append(f"session {n}, turn {turn}: {text[:200]!r}")
+            elif turn == 1 and ('href="#src-' not in text or 'class="answer-sources"' not in outputs[2]):
+                problems.append(f"session {n}: the answer has no sources: {text[:200]!r}")
+    assert not problems, "\n".join(problems)
