@@ -136,10 +136,29 @@ def _append(out: list[Sentence], text: str, start: int, end: int) -> None:
         out.append(Sentence(stripped, offset, offset + len(stripped)))
 
 
-def _header(doc: Document, headings: tuple[str, ...]) -> str:
+def _header(doc: Document, headings: tuple[str, ...], title: str | None = None) -> str:
     # The kind label ("News article", "Registry") lets a question name the kind of source.
     label = kind_label(doc.kind)
-    return "\n".join([f"{doc.title} ({label})", *headings]) + "\n"
+    return "\n".join([f"{doc.title if title is None else title} ({label})", *headings]) + "\n"
+
+
+MIN_BODY_TOKENS = 16
+
+
+def _fitting_header(doc: Document, headings: tuple[str, ...], count_tokens, max_tokens: int) -> tuple[str, tuple[str, ...]]:
+    """The header a chunk's vector is computed with, leaving at least MIN_BODY_TOKENS for the text:
+    all headings, else the last one, else none and as many words of the title as fit."""
+    for kept in (headings, headings[-1:], ()):
+        header = _header(doc, kept)
+        if max_tokens - count_tokens(header) >= MIN_BODY_TOKENS:
+            return header, kept
+    words = doc.title.split()
+    while words:
+        words.pop()
+        header = _header(doc, (), " ".join(words))
+        if max_tokens - count_tokens(header) >= MIN_BODY_TOKENS:
+            return header, ()
+    return "", ()
 
 
 def chunk_document(doc: Document, count_tokens, max_tokens: int, overlap_tokens: int = 0) -> list[Chunk]:
@@ -157,12 +176,10 @@ def chunk_document(doc: Document, count_tokens, max_tokens: int, overlap_tokens:
             groups.append((block.headings, block.page, sentences))
         last_end = block.start + len(block.text)
 
-    spans: list[tuple[int, int, tuple[str, ...], int | None]] = []
+    spans: list[tuple[int, int, tuple[str, ...], int | None, str]] = []
     for headings, page, sentences in groups:
-        budget = max_tokens - count_tokens(_header(doc, headings))
-        if budget < 16:
-            headings = headings[-1:]
-            budget = max_tokens - count_tokens(_header(doc, headings))
+        header, headings = _fitting_header(doc, headings, count_tokens, max_tokens)
+        budget = max_tokens - count_tokens(header)
         pieces: list[tuple[int, int, int]] = []  # start, end, tokens
         for sentence in sentences:
             pieces.extend(_fit(doc.text, sentence, budget, count_tokens))
@@ -170,7 +187,7 @@ def chunk_document(doc: Document, count_tokens, max_tokens: int, overlap_tokens:
         used = 0
         for piece in pieces:
             if current and used + piece[2] > budget:
-                spans.append((current[0][0], current[-1][1], headings, page))
+                spans.append((current[0][0], current[-1][1], headings, page, header))
                 carry: list[tuple[int, int, int]] = []
                 carried = 0
                 for previous in reversed(current):
@@ -182,13 +199,13 @@ def chunk_document(doc: Document, count_tokens, max_tokens: int, overlap_tokens:
             current.append(piece)
             used += piece[2]
         if current:
-            spans.append((current[0][0], current[-1][1], headings, page))
+            spans.append((current[0][0], current[-1][1], headings, page, header))
 
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
-    for ordinal, (start, end, headings, page) in enumerate(spans):
+    for ordinal, (start, end, headings, page, header) in enumerate(spans):
         text = doc.text[start:end]
-        embed_text = _header(doc, headings) + text
+        embed_text = header + text
         key = f"{doc.id}\x00{doc.kind}\x00{doc.audience}\x00{page}\x00{embed_text}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:20]
         seen[digest] = seen.get(digest, 0) + 1
