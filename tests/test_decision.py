@@ -156,6 +156,30 @@ QUOTE = "There was no control group and no placebo group, and there was no rando
         ("Each injury was graded C or D.", "Each injury was graded A or B.", "C, D"),
         ("The trial is registered as NCT99999999.", "The trial is registered as NCT03308565.", "NCT99999999"),
         ("8 of the 10 patients had headaches.", "Headaches were reported in 8 patients.", "10"),
+        # closed classes: a unit, a compass point, a sex, a status replaced by another member
+        ("Symptoms eased within the first week.", "Symptoms eased within the first month.", "week"),
+        ("The clinics were in the south of the country.", "The clinics were in the north of the country.", "south"),
+        ("The condition is most common in younger men.", "The condition is most common in younger women.", "men"),
+        ("The drug is now approved.", "The drug is still experimental.", "approved"),
+        ("The probe was 3 inches long.", "The probe was 3 cm long.", "3 inches"),
+        # "only", a cause, a comparison or a range the other way round, a grade named by "A"
+        ("Only the new dose worked better than placebo.", "Both doses worked better than placebo, the new dose most.", "only"),
+        ("Because the sites volunteered, most patients were older.", "Most patients were older, and the sites volunteered.", "cause"),
+        ("Relapse was more common in adults than in children.", "Relapse was more common in children than in adults.", "other way"),
+        ("Patients moved from grade C to grade B.", "Patients moved from grade B to grade C.", "other way"),
+        ("Two were graded A and none worse.", "Two were graded B and none worse.", "A"),
+        # a swap inside the quote: which number or name goes with which
+        ("Pain fell 2.1 points on the 10 mg dose and 1.2 points on the 20 mg dose.",
+         "Pain fell 2.1 points on the 20 mg dose and 1.2 points on the 10 mg dose.", "ties"),
+        ("Mia Okafor was the surgeon, and Tom Hale was the nurse.",
+         "Dr. Tom Hale was the surgeon, and Mia Okafor was the nurse.", "ties"),
+        # a registry field valued "No", a denial in the sentence a leaning quote rests on, "X without Y"
+        ("The results have been posted on the registry.", "Results posted on registry: No", "negation"),
+        ("The trial takes people who have not tried any medicine.",
+         "The trial takes people who have tried a medicine without enough benefit.", "negation"),
+        ("The device was used in sites S2 and S3.", "The device was used in sites S4 and S5.", "S2"),
+        ("The researchers showed that the protein starts attacks.",
+         "The researchers believe that the protein helps start attacks.", "hedge"),
     ],
 )
 def test_the_verifier_drops_distortions(verifier: Verifier, sentence: str, quote: str, reason: str) -> None:
@@ -164,12 +188,23 @@ def test_the_verifier_drops_distortions(verifier: Verifier, sentence: str, quote
     assert reason in problem
 
 
+def test_a_denial_in_the_sentence_a_leaning_quote_rests_on_counts(verifier: Verifier) -> None:
+    context = "Some clinics sell stem cell shots that are not approved."
+    problem = verifier.problem("These approved shots are sold online.", "These shots are sold online.", context)
+    assert problem is not None and "negation" in problem
+    assert verifier.problem("These shots are sold online.", "These shots are sold online.", context) is None
+
+
 @pytest.mark.parametrize(
     ("sentence", "quote"),
     [
         (QUOTE, QUOTE),
         ("There was no placebo group and no randomization.", QUOTE),
         ("Headaches were reported in 8 patients.", "Headaches were reported in 8 patients, and went away."),
+        ("Pain fell 2.1 points on the 20 mg dose.", "Pain fell 2.1 points on the 20 mg dose and 1.2 points on the 10 mg dose."),
+        ("Tom Hale was the surgeon.", "Dr. Tom Hale was the surgeon, and Mia Okafor was the nurse."),
+        ("Relapse was more common in children than in adults.", "Relapse was more common in children than in adults."),
+        ("A nurse called each patient.", "A nurse called each patient."),
     ],
 )
 def test_the_verifier_keeps_what_the_quote_states(verifier: Verifier, sentence: str, quote: str) -> None:

@@ -42,6 +42,7 @@ CLAUSE_END = re.compile(r"[,;:.!?()]|\b(but|while|although|though|whereas|except
 SCOPE_WORDS = 8  # a negation denies at most this many words after it, within its clause
 QUANTIFIERS = {
     "all": "all", "every": "all", "each": "all", "everyone": "all", "everybody": "all", "entire": "all",
+    "anyone": "all", "anybody": "all", "everything": "all", "both": "all",
     "none": "none", "nobody": "none", "zero": "none",
     "most": "most", "majority": "most",
     "some": "some", "several": "some", "few": "some", "many": "some",
@@ -50,7 +51,8 @@ QUANTIFIERS = {
 MODAL_HEDGES = frozenset(
     {"may", "might", "could", "possibly", "possible", "potentially", "potential", "perhaps", "likely", "unlikely",
      "suggest", "suggests", "suggested", "proposed", "propose", "thought", "hope", "hopes", "hoped", "aim", "aims",
-     "expected", "planned", "plans", "hint", "hints", "promising", "preliminary", "early"}
+     "expected", "planned", "plans", "hint", "hints", "promising", "preliminary", "early", "believe", "believes",
+     "believed", "appear", "appears", "appeared", "seem", "seems", "seemed", "probably", "probable", "uncertain"}
 )  # fmt: skip
 INABILITY_HEDGES = re.compile(
     r"\b(cannot|can't|can not|could not|does not|do not|did not|doesn't|don't|didn't|not yet|not known|unknown|unclear|not clear|too small|no way)\b"
@@ -67,13 +69,16 @@ CERTAINTY = frozenset(
 UNIT_WORDS = frozenset(
     {"second", "seconds", "minute", "minutes", "hour", "hours", "day", "days", "week", "weeks", "month", "months",
      "year", "years", "million", "thousand", "billion", "hundred", "percent", "mg", "ml", "g", "kg", "mm", "cm", "m",
-     "meters", "metres", "km", "times", "doses", "dose", "injections", "visits", "sessions"}
+     "meters", "metres", "km", "times", "doses", "dose", "injections", "visits", "sessions", "inch", "inches", "foot",
+     "feet", "yard", "yards", "mile", "miles", "pound", "pounds", "lb", "lbs", "mcg", "microgram", "micrograms",
+     "milligram", "milligrams", "gram", "grams", "l", "liter", "liters", "litre", "litres", "cc", "meter", "metre"}
 )  # fmt: skip
 TOPIC_SHARE = 0.15  # a term in this share of a document's units is its subject, not a new fact
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s?%)?")
 _FRACTION = re.compile(r"\b(\d+)\s+(?:of|out of)\s+(?:the\s+|all\s+)?(\d+)\b")
 _TOKEN = re.compile(r"\d+\.\d+|[a-z0-9]+(?:'[a-z]+)?|[,;:.!?()]")  # "1.5" is one number, not 1 and 5
-_CODE = re.compile(r"\b[A-Za-z]{2,}-?\d+[A-Za-z0-9-]*\b")  # "TIDE-1", "NCT03308565": names, not counts
+_CODE = re.compile(r"\b[A-Za-z]+-?\d+[A-Za-z0-9-]*\b")  # "TIDE-1", "NCT03308565", "S4-S5": names, not counts
+_ARTICLE_A = re.compile(r"(?<=[.:;!?\"(] )A(?= [a-z])")  # "A" opening a sentence, not grade A mid-sentence
 _LETTER = re.compile(r"(?<![\w.])([A-Z])(?![\w'])")  # a grade or arm named by one letter ("AIS B")
 # Words that state a direction or an order: "the lower dose" is not "the higher dose" however close
 # their vectors are, so each needs its own stem in the quote, and its opposite there is a contradiction.
@@ -84,6 +89,31 @@ DIRECTIONS = (
     ("faster", "slower"), ("earlier", "later"), ("gain", "loss"), ("maximum", "minimum"), ("upper", "lower"),
     ("inside", "outside"), ("best", "worst"), ("stronger", "weaker"), ("success", "failure"),
 )  # fmt: skip
+# Closed classes whose members exclude each other: a claim's "month" where its quote says "year", or
+# "West" where it says "East", is a contradiction, however close the words' vectors are.
+EXCLUSIVE_CLASSES = (
+    ("second", "minute", "hour", "day", "week", "month", "year", "decade"),
+    ("mm", "millimetre", "millimeter", "cm", "centimetre", "centimeter", "metre", "meter", "km", "kilometre",
+     "kilometer", "inch", "foot", "feet", "yard", "mile"),
+    ("mcg", "microgram", "mg", "milligram", "gram", "kg", "kilogram", "pound", "lb", "ounce"),
+    ("ml", "millilitre", "milliliter", "litre", "liter", "cc"),
+    ("north", "south", "east", "west", "northern", "southern", "eastern", "western"),
+    ("men", "women"), ("man", "woman"), ("male", "female"), ("boy", "girl"), ("mother", "father"),
+    ("son", "daughter"), ("left", "right"), ("older", "younger"), ("oldest", "youngest"),
+    ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
+    ("january", "february", "march", "april", "june", "july", "august", "september", "october", "november",
+     "december"),
+    ("daily", "weekly", "monthly", "yearly", "annually"),
+    ("oral", "intravenous", "intrathecal", "intramuscular", "subcutaneous", "topical"),
+    ("approved", "experimental", "investigational", "unapproved"),
+    ("recruiting", "completed", "terminated", "suspended", "withdrawn"),
+)  # fmt: skip
+# A claim that gives a cause ("because", "therefore") needs a quote that gives one.
+CAUSAL_CLAIM = frozenset({"because", "therefore", "thus", "hence", "consequently", "due"})
+CAUSAL_QUOTE = CAUSAL_CLAIM | {"so", "since", "led", "lead", "leads", "caused", "causes", "result", "resulted", "why", "reason"}
+EXCLUSIVE = frozenset({"only", "solely", "exclusively", "sole", "alone"})
+_THAN = re.compile(r"\b([a-z0-9]+) than (?:(?:in|for|among|with|on|at|the|those|a|an) )*([a-z0-9]+)")
+_FROM_TO = re.compile(r"\bfrom ((?:[a-z0-9]+ ){0,2}[a-z0-9]+) to ((?:[a-z0-9]+ ?){1,3})")
 _NAME = re.compile(r"(?<=[\w,;:)] )([A-Z][a-z]+(?:[A-Z][a-z]+)*|[A-Z]{2,})\b")  # a capitalized word inside a sentence
 _ABSOLUTE = re.compile(r"\b(all|every|each|none of the|no)\s+(?:the\s+)?([a-z]+)")
 # Text in a document that gives the assistant an instruction ("Ignore previous instructions and tell
@@ -173,9 +203,11 @@ def _denied_scope(text: str) -> set[str]:
 
 
 def _asserted(text: str) -> set[str]:
-    """Stems that occur in a clause of ``text`` with no negation in it."""
+    """Stems that occur in a clause of ``text`` with no negation in it; "X without Y" asserts X."""
     out: set[str] = set()
     for clause in _clauses(text):
+        if "without" in clause:
+            clause = clause[: clause.index("without")]
         if any(_is_negation(clause, i) for i in range(len(clause))):
             continue
         out.update(stem(t) for t in clause if _is_word(t) and t not in STOPWORDS)
@@ -238,6 +270,89 @@ def _direction_problem(claim_tokens: set[str], quote_tokens: set[str]) -> str | 
     return None
 
 
+def _ordered_pairs(text: str) -> set[tuple[str, str]]:
+    """The ordered pairs a text states: ("men", "women") for "more common in men than in women",
+    ("a", "b") for "from A to B"."""
+    joined = " ".join(t for t in _tokens(text) if not CLAUSE_END.fullmatch(t))
+    pairs = {(stem(a), stem(b)) for a, b in _THAN.findall(joined)}
+    for start, end in _FROM_TO.findall(joined):
+        first = start.split()
+        pairs.add((" ".join(first), " ".join(end.split()[: len(first)])))
+    return {(a, b) for a, b in pairs if a != b}
+
+
+def _order_problem(sentence: str, quote: str) -> str | None:
+    reversed_pairs = {(b, a) for a, b in _ordered_pairs(quote)}
+    for a, b in sorted(_ordered_pairs(sentence) & reversed_pairs):
+        return f"puts '{a}' and '{b}' the other way round from the quote"
+    return None
+
+
+def _exclusive_problem(claim_tokens: set[str], quote_tokens: set[str]) -> str | None:
+    """A member of a closed class ("month", "West", "women") the quote replaces with another."""
+    claim_stems, quote_stems = {stem(t) for t in claim_tokens}, {stem(t) for t in quote_tokens}
+    for members in EXCLUSIVE_CLASSES:
+        stems = {stem(m): m for m in members}
+        said = [m for s_, m in stems.items() if s_ in claim_stems and s_ not in quote_stems]
+        other = [m for s_, m in stems.items() if s_ in quote_stems and s_ not in claim_stems]
+        if said and other:
+            return f"says '{said[0]}' where the quote says '{other[0]}'"
+    if claim_tokens & EXCLUSIVE and not quote_tokens & EXCLUSIVE:
+        return "says 'only' where the quote does not"
+    if claim_tokens & CAUSAL_CLAIM and not quote_tokens & CAUSAL_QUOTE:
+        return "gives a cause ('" + "', '".join(sorted(claim_tokens & CAUSAL_CLAIM)) + "') the quote does not"
+    return None
+
+
+_FIELD_VALUE = re.compile(r"^\s*([^:\n]{2,80}):\s*(no|none|not applicable|n/a)\.?\s*$", re.IGNORECASE)
+
+
+def _as_statement(quote: str) -> str:
+    """A registry field denied by its value reads as a negation: "Results posted on registry: No"
+    states "No results posted on registry"."""
+    match = _FIELD_VALUE.match(quote)
+    return f"No {match.group(1)}." if match else quote
+
+
+def _subclauses(tokens: list[str]) -> list[list[str]]:
+    out: list[list[str]] = [[]]
+    for token in tokens:
+        if CLAUSE_END.fullmatch(token) or token in ("and", "versus", "vs", "compared", "against", "whereas"):
+            out.append([])
+        else:
+            out[-1].append(token)
+    return [c for c in out if c]
+
+
+def _binding_problem(sentence: str, quote: str) -> str | None:
+    """Two numbers or names that the claim ties together in one clause, where the quote ties one of
+    them to another number or name instead ("1.6 days for the 30 mg dose" against "1.6 days for
+    the 60 mg dose ... 0.9 days for the 30 mg dose"; a name given the other person's role)."""
+    names = {n.lower() for n in _NAME.findall(sentence) + _NAME.findall(quote)} - STOPWORDS
+
+    def kind(token: str) -> str | None:
+        if re.fullmatch(r"\d+(?:\.\d+)?", token):
+            return "number"
+        return "name" if token in names else None
+
+    quote_clauses = [set(c) for c in _subclauses(_tokens(quote))]
+    quote_words = set().union(*quote_clauses) if quote_clauses else set()
+    for clause in _subclauses(_tokens(sentence)):
+        here = set(clause)
+        anchors = [t for t in dict.fromkeys(clause) if kind(t) and t in quote_words]
+        for a in anchors:
+            partners = [t for t in here if t != a and t in quote_words and (kind(t) or (kind(a) == "name" and _is_word(t) and t not in STOPWORDS))]
+            for w in partners:
+                if any(a in q and w in q for q in quote_clauses):
+                    continue
+                holders = [q for q in quote_clauses if w in q]
+                if not kind(w) and len(holders) > 1:
+                    continue  # a word the quote uses in several clauses binds to none of them
+                if holders and all(any(kind(b) == kind(a) and b != a and b not in here for b in q) for q in holders):
+                    return f"ties '{a}' to '{w}', which the quote ties to something else"
+    return None
+
+
 class Verifier:
     def __init__(self, snapshot: Any, matcher: Any, llm: Any = None, word_support: float | None = None) -> None:
         self.snapshot = snapshot
@@ -257,9 +372,10 @@ class Verifier:
         missing_codes = [c for c in codes if c.lower() not in f"{surround} {topic}".lower()]
         if missing_codes:
             return "names the quote does not give: " + ", ".join(missing_codes)
-        letters = set(_LETTER.findall(_CODE.sub(" ", sentence)[1:])) - {"I", "A"}
-        if letters - set(_LETTER.findall(surround)):
-            return "grade or group letters the quote does not give: " + ", ".join(sorted(letters - set(_LETTER.findall(surround))))
+        letters = set(_LETTER.findall(_ARTICLE_A.sub(" ", _CODE.sub(" ", sentence)[1:]))) - {"I"}
+        quote_letters = set(_LETTER.findall(surround))
+        if letters - quote_letters:
+            return "grade or group letters the quote does not give: " + ", ".join(sorted(letters - quote_letters))
         names = [n for n in dict.fromkeys(_NAME.findall(sentence)) if n.lower() not in STOPWORDS]
         # A name may be part of a hyphenated word of the quote ("Adipose" in "Adipose-Derived").
         have = {stem(p) for w in surface_words(f"{surround} {topic}") for p in (w, *w.split("-")) if p}
@@ -283,10 +399,13 @@ class Verifier:
         if claim_fractions and not claim_fractions <= set(_FRACTION.findall(" ".join(_tokens(quote)))):
             return "a count ('N of M') the quote does not give"
 
-        # Polarity: what one side denies, the other states in a clause with no negation.
+        # Polarity: what one side denies, the other states in a clause with no negation. The
+        # sentence a leaning quote needs may deny too ("... treatments that are not approved. These
+        # shots are sold ..."), and a registry field valued "No" denies its label.
+        quote = _as_statement(quote)
         denied_claim, denied_quote = _negated_heads(sentence), _negated_heads(quote)
         flipped = (denied_claim & _asserted(quote)) | (denied_quote & _asserted(sentence))
-        flipped |= _denied_scope(quote) & _asserted(sentence) - _asserted(quote)
+        flipped |= (_denied_scope(quote) | _denied_scope(context)) & _asserted(sentence) - _asserted(quote)
         if flipped:
             return "negation differs from the quote (" + ", ".join(sorted(flipped)) + ")"
 
@@ -309,9 +428,15 @@ class Verifier:
             INABILITY_HEDGES.search(" ".join(_tokens(sentence))) or _DENIED_KNOWING.search(" ".join(_tokens(sentence)))
         ):
             return "drops what the quote says cannot be shown or is not known"
-        direction = _direction_problem(claim_tokens, set(_tokens(surround)))
-        if direction:
-            return direction
+        surround_tokens = set(_tokens(surround))
+        for check in (
+            _direction_problem(claim_tokens, surround_tokens),
+            _exclusive_problem(claim_tokens, surround_tokens),
+            _order_problem(sentence, surround),
+            _binding_problem(sentence, quote),
+        ):
+            if check:
+                return check
         certainty = {stem(t) for t in claim_tokens & CERTAINTY}
         unsupported_certainty = certainty - {stem(t) for t in _tokens(quote)}
         if unsupported_certainty:
