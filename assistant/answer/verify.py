@@ -73,6 +73,13 @@ UNIT_WORDS = frozenset(
      "feet", "yard", "yards", "mile", "miles", "pound", "pounds", "lb", "lbs", "mcg", "microgram", "micrograms",
      "milligram", "milligrams", "gram", "grams", "l", "liter", "liters", "litre", "litres", "cc", "meter", "metre"}
 )  # fmt: skip
+# Light verbs carry the structure of a sentence, not a fact of it ("took part", "were given", "used
+# single masking"): a paraphrase may use them where the quote does not.
+LIGHT_WORDS = frozenset(
+    {"take", "takes", "took", "taken", "taking", "part", "make", "makes", "made", "making", "use", "uses", "used",
+     "using", "get", "gets", "got", "give", "gives", "gave", "given", "receive", "receives", "received", "need", "needs", "needed", "meet", "meets", "met", "lead", "leads", "led", "do", "does", "did",
+     "done", "keep", "keeps", "kept", "come", "comes", "came", "put", "remaining", "overall", "total", "actually"}
+)  # fmt: skip
 TOPIC_SHARE = 0.15  # a term in this share of a document's units is its subject, not a new fact
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s?%)?")
 _FRACTION = re.compile(r"\b(\d+)\s+(?:of|out of)\s+(?:the\s+|all\s+)?(\d+)\b")
@@ -141,11 +148,24 @@ def thresholds() -> Thresholds:
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
+# Irregular past forms, so that "did not meet" and "met" deny and state the same verb.
+_IRREGULAR = {"met": "meet", "took": "take", "taken": "take", "led": "lead", "gave": "give", "given": "give",
+              "got": "get", "made": "make", "kept": "keep", "came": "come", "went": "go", "gone": "go",
+              "did": "do", "done": "do", "found": "find", "began": "begin", "begun": "begin", "left": "leave",
+              "felt": "feel", "saw": "see", "seen": "see", "grew": "grow", "grown": "grow", "fell": "fall",
+              "fallen": "fall", "rose": "rise", "risen": "rise", "chose": "choose", "chosen": "choose"}  # fmt: skip
+_MODALS = frozenset({"may", "might", "will", "would", "can", "could", "should", "must", "shall"})
+
+
 def _tokens(text: str) -> list[str]:
     words = []
     for token in _TOKEN.findall(_THOUSANDS.sub("", normalize(text).replace("n't", " not"))):
         words.append(NUMBER_WORDS.get(token, token))
     return words
+
+
+def _lemma(token: str) -> str:
+    return stem(_IRREGULAR.get(token, token))
 
 
 _SKIP_AFTER_NEGATION = frozenset({"any", "a", "an", "the", "yet", "be", "been", "being", "is", "are", "was", "were", "have",
@@ -161,11 +181,21 @@ def _clauses(text: str) -> list[list[str]]:
     """The tokens of ``text`` cut into clauses (at punctuation and at "but", "while", ...)."""
     clauses: list[list[str]] = [[]]
     for token in _tokens(text):
-        if CLAUSE_END.fullmatch(token):
+        if CLAUSE_END.fullmatch(token) or (token in _MODALS and _negation_closed(clauses[-1])):
             clauses.append([])
         else:
             clauses[-1].append(token)
     return [c for c in clauses if c]
+
+
+def _negation_closed(clause: list[str]) -> bool:
+    """Whether a modal verb may start a new predicate after ``clause``: the clause's last negation
+    already denies a content word ("choosing not to take part | may affect your care"), or it has
+    none; "is not what will rewrite" keeps the negation on what follows."""
+    negations = [i for i, t in enumerate(clause) if t in NEGATION_CUES]
+    if not negations:
+        return True
+    return any(_is_word(t) and t not in STOPWORDS and t not in _SKIP_AFTER_NEGATION for t in clause[negations[-1] + 1 :])
 
 
 def _is_negation(tokens: list[str], i: int) -> bool:
@@ -182,7 +212,7 @@ def _negated_heads(text: str) -> set[str]:
                 for nxt in clause[i + 1 : i + 1 + SCOPE_WORDS]:
                     if nxt in _SKIP_AFTER_NEGATION or nxt in NEGATION_CUES or nxt in STOPWORDS:
                         continue
-                    heads.add(stem(nxt))
+                    heads.add(_lemma(nxt))
                     break
             elif len(token) > 5 and token.startswith("un") and token not in ("under", "until", "unit", "units", "unless"):
                 heads.add(stem(token[2:]))
@@ -198,7 +228,7 @@ def _denied_scope(text: str) -> set[str]:
     for clause in _clauses(text):
         for i in range(len(clause)):
             if _is_negation(clause, i):
-                scope.update(stem(t) for t in clause[i + 1 : i + 1 + SCOPE_WORDS] if _is_word(t) and t not in STOPWORDS)
+                scope.update(_lemma(t) for t in clause[i + 1 : i + 1 + SCOPE_WORDS] if _is_word(t) and t not in STOPWORDS)
     return scope - _asserted(text)
 
 
@@ -210,7 +240,7 @@ def _asserted(text: str) -> set[str]:
             clause = clause[: clause.index("without")]
         if any(_is_negation(clause, i) for i in range(len(clause))):
             continue
-        out.update(stem(t) for t in clause if _is_word(t) and t not in STOPWORDS)
+        out.update(_lemma(t) for t in clause if _is_word(t) and t not in STOPWORDS)
     return out
 
 
@@ -452,6 +482,7 @@ class Verifier:
             w
             for w in dict.fromkeys(re.sub(r"'s\b", "", x) for x in surface_words(sentence))
             if w not in STOPWORDS and w not in QUANTIFIERS and w not in NEGATION_CUES and w not in NUMBER_WORDS and len(w) > 1
+            and w not in LIGHT_WORDS
         ]
         have = {stem(w) for w in surface_words(surround)} | self._topic_terms(doc_id)
         vocabulary = self.snapshot.vocabulary
