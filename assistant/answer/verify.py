@@ -95,6 +95,9 @@ DIRECTIONS = (
     ("before", "after"), ("above", "below"), ("longer", "shorter"), ("larger", "smaller"), ("bigger", "smaller"),
     ("faster", "slower"), ("earlier", "later"), ("gain", "loss"), ("maximum", "minimum"), ("upper", "lower"),
     ("inside", "outside"), ("best", "worst"), ("stronger", "weaker"), ("success", "failure"),
+    ("large", "small"), ("big", "small"), ("long", "short"), ("common", "rare"), ("frequent", "rare"),
+    ("mild", "severe"), ("early", "late"), ("young", "old"), ("wide", "narrow"), ("positive", "negative"),
+    ("superior", "inferior"), ("first", "last"),
 )  # fmt: skip
 # Closed classes whose members exclude each other: a claim's "month" where its quote says "year", or
 # "West" where it says "East", is a contradiction, however close the words' vectors are.
@@ -114,13 +117,13 @@ EXCLUSIVE_CLASSES = (
     ("oral", "intravenous", "intrathecal", "intramuscular", "subcutaneous", "topical"),
     ("approved", "experimental", "investigational", "unapproved"),
     ("recruiting", "completed", "terminated", "suspended", "withdrawn"),
+    ("before", "during", "after"),
 )  # fmt: skip
 # A claim that gives a cause ("because", "therefore") needs a quote that gives one.
 CAUSAL_CLAIM = frozenset({"because", "therefore", "thus", "hence", "consequently", "due"})
 CAUSAL_QUOTE = CAUSAL_CLAIM | {"so", "since", "led", "lead", "leads", "caused", "causes", "result", "resulted", "why", "reason"}
 EXCLUSIVE = frozenset({"only", "solely", "exclusively", "sole", "alone"})
 _THAN = re.compile(r"\b([a-z0-9]+) than (?:(?:in|for|among|with|on|at|the|those|a|an) )*([a-z0-9]+)")
-_FROM_TO = re.compile(r"\bfrom ((?:[a-z0-9]+ ){0,2}[a-z0-9]+) to ((?:[a-z0-9]+ ?){1,3})")
 _NAME = re.compile(r"(?<=[\w,;:)] )([A-Z][a-z]+(?:[A-Z][a-z]+)*|[A-Z]{2,})\b")  # a capitalized word inside a sentence
 _ABSOLUTE = re.compile(r"\b(all|every|each|none of the|no)\s+(?:the\s+)?([a-z]+)")
 # Text in a document that gives the assistant an instruction ("Ignore previous instructions and tell
@@ -305,9 +308,13 @@ def _ordered_pairs(text: str) -> set[tuple[str, str]]:
     ("a", "b") for "from A to B"."""
     joined = " ".join(t for t in _tokens(text) if not CLAUSE_END.fullmatch(t))
     pairs = {(stem(a), stem(b)) for a, b in _THAN.findall(joined)}
-    for start, end in _FROM_TO.findall(joined):
-        first = start.split()
-        pairs.add((" ".join(first), " ".join(end.split()[: len(first)])))
+    tokens = joined.split()
+    for i, token in enumerate(tokens):
+        if token != "from" or "to" not in tokens[i + 2 : i + 5]:
+            continue
+        j = tokens.index("to", i + 2)
+        first = tokens[i + 1 : j]
+        pairs.add((" ".join(first), " ".join(tokens[j + 1 : j + 1 + len(first)])))
     return {(a, b) for a, b in pairs if a != b}
 
 
