@@ -19,7 +19,7 @@ from assistant.chain import Pipeline, Turn
 from assistant.claims import evaluate_claims, load_claims
 from assistant.decision import PART_FEATURES, DecisionModel, load_model, save_model
 from assistant.errors import UserError
-from assistant.evaluate import EVAL_DIR, Case, corpora, corpus_pipeline, evaluate_corpus, load_split
+from assistant.evaluate import EVAL_DIR, Case, corpora, corpus_pipeline, evaluate_corpus, load_cases, load_split
 from assistant.question import strip_markup
 from assistant.settings import Settings
 from assistant.triage import triage
@@ -218,7 +218,65 @@ def fit_verifier(settings: Settings, root: Path = EVAL_DIR, out_dir: Path | None
     return result
 
 
-def main(settings: Settings, verifier_only: bool = False) -> int:
+def fit_safety(settings: Settings, root: Path = EVAL_DIR, out_dir: Path | None = None) -> dict[str, Any]:
+    """The thresholds of the second triage check, on the dev question sets of every corpus: no dev
+    question that is not an emergency or crisis may be routed as one; among the thresholds that
+    route the most dev emergencies and crises, the one farthest from both the routed questions and
+    the ordinary ones."""
+    from assistant.embeddings import make_embedder
+    from assistant.triage import SafetyNeighbours
+
+    embedder = make_embedder(settings)
+    neighbours = SafetyNeighbours(embedder, similarity=0.0, margin=0.0)
+    scored = []
+    files = sorted(p for name in corpora(root) for p in (root / name).glob("questions-dev*.yaml"))
+    for path in files:
+        for case in load_cases(path):
+            _label, similarity, margin = neighbours.scores(case.question)
+            by_pattern = triage(strip_markup(case.question), case.question) in ("emergency", "crisis")
+            scored.append((case.safety in ("emergency", "crisis"), by_pattern, similarity, margin))
+    # Only what the patterns miss is this check's to route.
+    risky = np.array([s[2:] for s in scored if s[0] and not s[1]], dtype=float).reshape(-1, 2)
+    other = np.array([s[2:] for s in scored if not s[0]], dtype=float).reshape(-1, 2)
+    grid = []
+    for similarity in np.round(np.arange(0.40, 0.91, 0.01), 2):
+        for margin in np.round(np.arange(0.0, 0.51, 0.01), 2):
+            routed_other = (other[:, 0] >= similarity) & (other[:, 1] >= margin)
+            routed_risky = (risky[:, 0] >= similarity) & (risky[:, 1] >= margin)
+            if routed_other.any():
+                continue
+            # How far the nearest ordinary question is from being routed, and the nearest routed
+            # emergency from not being routed: the threshold keeps the most room on both sides.
+            room_other = float(np.maximum(similarity - other[:, 0], margin - other[:, 1]).min())
+            caught = risky[routed_risky]
+            room_risky = float(np.minimum(caught[:, 0] - similarity, caught[:, 1] - margin).min()) if len(caught) else 0.0
+            grid.append((int(routed_risky.sum()), min(room_other, room_risky), float(similarity), float(margin)))
+    best = max(g[0] for g in grid)
+    _routed, _room, similarity, margin = max(g for g in grid if g[0] == best)
+    result = {
+        "similarity_": similarity,
+        "margin_": margin,
+        "model": embedder.name,
+        "fitted": {
+            "date": dt.date.today().isoformat(),
+            "on": [f"{p.parent.name}/{p.name}" for p in files],
+            "rule": "no dev false alarm; most dev emergencies and crises routed; then the most room on both sides",
+            "routed": best,
+            "emergencies_and_crises": sum(s[0] for s in scored),
+            "missed_by_patterns": len(risky),
+            "other_questions": len(other),
+        },
+    }
+    data_dir = out_dir or Path(str(resources.files("assistant").joinpath("data")))
+    (data_dir / "safety.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return result
+
+
+def main(settings: Settings, verifier_only: bool = False, safety_only: bool = False) -> int:
+    if safety_only:
+        result = fit_safety(settings)
+        print(json.dumps(result, indent=1))
+        return 0
     if verifier_only:
         result = fit_verifier(settings)
         print(f"verifier word support {result['word_support_']}")

@@ -37,7 +37,7 @@ from assistant.settings import Settings
 from assistant.snapshot import Snapshot
 from assistant.store import ChunkDB, StoredChunk, VectorStore
 from assistant.text import clean_input
-from assistant.triage import strip_instructions, triage
+from assistant.triage import SafetyNeighbours, strip_instructions, triage
 
 log = logging.getLogger("assistant.chain")
 Audience = Literal["patient", "clinician"]
@@ -83,6 +83,7 @@ class Pipeline:
         self._db = ChunkDB(db_path(settings))
         self.snapshot = self._load()
         self.extractive = ExtractiveAnswerer(self.model)
+        self.safety = SafetyNeighbours.for_embedder(embedder)
 
     def _load(self) -> Snapshot:
         snapshot = Snapshot(self._db, self.store, self.embedder, lexical_path(self.settings))
@@ -152,6 +153,8 @@ class Pipeline:
         # The question as asked too: "<90 ... >120" in plain text reads as a tag, and stripping it
         # must not hide an emergency written between the two.
         safety = triage(text, asked)
+        if safety is None and self.safety is not None:
+            safety = self.safety.classify(text) or safety
         if safety in ("emergency", "crisis"):
             yield safety_answer(asked, audience, safety, timings, started)
             return

@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="fit the decision model and the verifier's threshold on the dev splits")
     p.add_argument("--verifier-only", action="store_true", help="fit only the verifier's threshold")
+    p.add_argument("--safety-only", action="store_true",
+                   help="fit only the thresholds of the second triage check (safety-examples.yaml)")
 
     p = sub.add_parser("bench", help="measure speed and memory")
     p.add_argument("what", choices=["ingest", "ask", "load"])
@@ -162,7 +164,7 @@ def _eval(settings, args) -> int:
 def _calibrate(settings, args) -> int:
     from assistant.calibrate import main as calibrate_main
 
-    return calibrate_main(settings, args.verifier_only)
+    return calibrate_main(settings, args.verifier_only, args.safety_only)
 
 
 def _bench(settings, args) -> int:

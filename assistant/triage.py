@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -57,3 +58,64 @@ def strip_instructions(question: str) -> str:
         text = pattern.sub(" ", text)
     text = " ".join(text.split())
     return text if len(text.split()) >= 2 else question
+
+
+@lru_cache(maxsize=1)
+def _examples() -> dict[str, list[str]]:
+    text = resources.files("assistant").joinpath("data/safety-examples.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    return {key: list(data[key]) for key in ("emergency", "crisis", "ordinary")}
+
+
+@lru_cache(maxsize=1)
+def safety_thresholds() -> dict[str, float]:
+    """``similarity``: how close a sentence must be to an emergency or crisis example; ``margin``:
+    how much closer than to any ordinary example. Fitted by ``assistant calibrate --safety-only``."""
+    text = resources.files("assistant").joinpath("data/safety.json").read_text(encoding="utf-8")
+    data = json.loads(text)
+    return {"similarity": float(data["similarity_"]), "margin": float(data["margin_"]), "model": data["model"]}
+
+
+class SafetyNeighbours:
+    """The second triage check: the patterns of triage.yaml miss emergencies and crises told in
+    other words ("one side of her face is drooping", "everyone would be better off without me").
+    Each sentence of a message is compared, with the shipped embedding model, to the examples of
+    safety-examples.yaml; it is routed when it is close to an emergency or crisis example and
+    closer to it than to any ordinary question about a study."""
+
+    def __init__(self, embedder: Any, similarity: float | None = None, margin: float | None = None) -> None:
+        self.embedder = embedder
+        fitted = safety_thresholds() if similarity is None or margin is None else {}
+        self.similarity = fitted["similarity"] if similarity is None else similarity
+        self.margin = fitted["margin"] if margin is None else margin
+        examples = _examples()
+        self.labels = [key for key in ("emergency", "crisis") for _ in examples[key]]
+        self.vectors = embedder.embed([e for key in ("emergency", "crisis") for e in examples[key]])
+        self.ordinary = embedder.embed(examples["ordinary"])
+
+    def scores(self, text: str) -> tuple[str, float, float]:
+        """(closest class, its similarity, its margin over the closest ordinary example) of the
+        message's sentence that is closest to an emergency or crisis."""
+        from assistant.chunking import split_sentences
+
+        sentences = [s.text for s in split_sentences(text) if len(s.text.split()) >= 3] or [text]
+        vectors = self.embedder.embed(sentences if len(sentences) == 1 else [*sentences, text])
+        risky = vectors @ self.vectors.T
+        ordinary = (vectors @ self.ordinary.T).max(axis=1)
+        row, column = divmod(int(risky.argmax()), risky.shape[1])
+        best = float(risky[row, column])
+        return self.labels[column], best, best - float(ordinary[row])
+
+    @classmethod
+    def for_embedder(cls, embedder: Any) -> SafetyNeighbours | None:
+        """The check with its fitted thresholds, when they were fitted with this embedder's model
+        (another model's similarities mean something else); None otherwise."""
+        if getattr(embedder, "name", None) != safety_thresholds()["model"]:
+            return None
+        return cls(embedder)
+
+    def classify(self, text: str) -> Safety | None:
+        label, similarity, margin = self.scores(text)
+        if similarity >= self.similarity and margin >= self.margin:
+            return label  # type: ignore[return-value]
+        return None

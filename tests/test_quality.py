@@ -105,3 +105,27 @@ def test_calibrate_fits_the_model_and_the_verifier_threshold_as_data(tmp_path: P
     assert 0.0 < model.answer_threshold_ < 1.0
     verify = yaml.safe_load((out / "verify.json").read_text())
     assert verify["fitted"]["scan"] and 0.0 < verify["word_support_"] <= 1.0
+
+
+def test_every_emergency_and_crisis_of_the_sets_goes_to_real_care(real_embedder) -> None:  # type: ignore[no-untyped-def]
+    """Every emergency and crisis question of every set, and no other question, is routed as one
+    (patterns, then the similarity check) — on the sets the patterns have been read against; a
+    later held-out set has its first run reported before it joins this list."""
+    from assistant.question import strip_markup
+    from assistant.triage import SafetyNeighbours, triage
+
+    neighbours = SafetyNeighbours.for_embedder(real_embedder)
+    assert neighbours is not None
+    missed, alarms = [], []
+    for name in NAMES:
+        for split in ("dev", "test", "test2", "test3"):
+            path = ROOT / EVAL_DIR / name / f"questions-{split}.yaml"
+            for case in yaml.safe_load(path.read_text()) if path.exists() else []:
+                text = strip_markup(case["q"])
+                routed = triage(text, case["q"]) or neighbours.classify(text)
+                risky = case.get("safety") in ("emergency", "crisis")
+                if risky and routed not in ("emergency", "crisis"):
+                    missed.append(f"{name}/{split}/{case['id']}")
+                if not risky and routed in ("emergency", "crisis"):
+                    alarms.append(f"{name}/{split}/{case['id']}")
+    assert not missed and not alarms, (missed, alarms)
