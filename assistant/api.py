@@ -425,6 +425,11 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     import uvicorn
 
     ensure_index(settings)
+    if settings.serve_torch_threads:
+        import torch
+
+        # Measured (docs/benchmarks.md): half the CPU per answer and 1.4-2x the answers per second.
+        torch.set_num_threads(settings.serve_torch_threads)
     app = create_app(settings)
     host = host or settings.host
     port = port or settings.port

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = Field(
         10, ge=0, description="On SIGTERM: how long answers in flight may take to finish before they are cut off."
     )
+    serve_torch_threads: int = Field(
+        1,
+        ge=0,
+        description="torch threads per embedding while serving (0: torch's default, one per core). Many answers run"
+        " at once, so one thread each wastes less time waiting; `assistant ingest` keeps the default.",
+    )
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
     log_questions: bool = Field(
         False, description="Put question and answer text (and full UI tracebacks) in the request log."
