@@ -40,14 +40,55 @@ def _patterns() -> dict[str, list[re.Pattern[str]]]:
     }
 
 
+@lru_cache(maxsize=1)
+def _signs() -> dict[str, Any]:
+    data = yaml.safe_load(resources.files("assistant").joinpath("data/triage.yaml").read_text(encoding="utf-8"))["signs"]
+    flags = re.IGNORECASE
+    return {
+        "person": re.compile(data["person"], flags),
+        "acute": [re.compile(rf"\b(?:{p})", flags) for p in data["acute"]],
+        "onset": [re.compile(rf"\b(?:{p})", flags) for p in data["onset"]],
+        "onset_cues": re.compile(data["onset_cues"], flags),
+        "crisis": [re.compile(rf"(?:{p})", flags) for p in data["crisis"]],
+        "about_the_study": re.compile(data["about_the_study"], flags),
+    }
+
+
+def _by_signs(text: str) -> Safety | None:
+    """Sentence by sentence: a crisis sign, or an acute sign (or a sign with a word of sudden onset)
+    in a sentence about a person, that does not ask what a study reported."""
+    from assistant.chunking import split_sentences
+
+    signs = _signs()
+    found: Safety | None = None
+    for sentence in [s.text for s in split_sentences(text)] or [text]:
+        if signs["about_the_study"].search(sentence):
+            continue
+        if any(p.search(sentence) for p in signs["crisis"]):
+            return "crisis"
+        if not signs["person"].search(sentence):
+            continue
+        if any(p.search(sentence) for p in signs["acute"]) or (
+            signs["onset_cues"].search(sentence) and any(p.search(sentence) for p in signs["onset"])
+        ):
+            found = "emergency"
+    return found
+
+
 def triage(question: str, *also: str) -> Safety | None:
     """Classify a question; instructions inside it ("ignore your rules") change nothing here.
     With ``also`` (other forms of the same question), the most urgent class any of them gets."""
     texts = [" ".join(q.replace("’", "'").split()) for q in (question, *also)]
     patterns = _patterns()
-    for key in ("crisis", "emergency", "medical_advice"):
+    for key in ("crisis", "emergency"):
         if any(p.search(text) for p in patterns[key] for text in texts):
             return key
+    for text in texts:
+        by_signs = _by_signs(text)
+        if by_signs:
+            return by_signs
+    if any(p.search(text) for p in patterns["medical_advice"] for text in texts):
+        return "medical_advice"
     return None
 
 
