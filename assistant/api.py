@@ -34,6 +34,7 @@ from assistant.http_limits import BUSY_RETRY_AFTER_S, AnswerSlots, Busy, HttpLim
 from assistant.ingest import remove_old_indexes
 from assistant.metrics import CONTENT_TYPE, Metrics, answer_outcome
 from assistant.settings import Settings
+from assistant.site import load_site
 from assistant.store import StoreUnavailable, VectorStore
 from assistant.text import clean_input
 from assistant.web_security import PageScriptHashes, add_cors, content_security_policy
@@ -251,9 +252,10 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, str]]:
 
 def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui: bool = True) -> FastAPI:
     holder = holder or PipelineHolder(settings)
+    site = load_site(settings.site_file)
     app = FastAPI(
-        title="CELLTOP study assistant",
-        description="Answers about the CELLTOP Phase 1 trial from the study material only, with verified citations.",
+        title=site.title,
+        description=site.api_description,
         version="0.1.0",
         docs_url=None,  # served below from local files: FastAPI's own /docs loads Swagger UI from a CDN
         redoc_url=None,

@@ -34,6 +34,7 @@ from assistant.presentation import present, safety_answer
 from assistant.question import Analysis, analyse, strip_markup
 from assistant.retrieval import Evidence
 from assistant.settings import Settings
+from assistant.site import load_site
 from assistant.snapshot import Snapshot
 from assistant.store import ChunkDB, StoredChunk, VectorStore
 from assistant.text import clean_input
@@ -84,6 +85,7 @@ class Pipeline:
         self.snapshot = self._load()
         self.extractive = ExtractiveAnswerer(self.model)
         self.safety = SafetyNeighbours.for_embedder(embedder)
+        self.site = load_site(settings.site_file)
 
     def _load(self) -> Snapshot:
         snapshot = Snapshot(self._db, self.store, self.embedder, lexical_path(self.settings))
@@ -156,7 +158,7 @@ class Pipeline:
         if safety is None and self.safety is not None:
             safety = self.safety.classify(text) or safety
         if safety in ("emergency", "crisis"):
-            yield safety_answer(asked, audience, safety, timings, started)
+            yield safety_answer(asked, audience, safety, timings, started, self.site)
             return
 
         analysis, context, parts, retrieved = self.prepare(snapshot, text, turns, kinds, audiences, timings)
@@ -203,6 +205,7 @@ class Pipeline:
             snapshot=snapshot,
             timings=timings,
             started=started,
+            site=self.site,
         )
 
     def prepare(

@@ -8,8 +8,8 @@ from typing import Any
 from assistant.answer.types import Answer, AnswerSentence, Citation, Draft
 from assistant.kinds import kind_label
 from assistant.policy import Decision
+from assistant.site import Site
 from assistant.snapshot import Snapshot
-from assistant.triage import ADVICE_MESSAGE, CRISIS_MESSAGE, EMERGENCY_MESSAGE, PATIENT_FOOTER
 
 REFUSAL = "The study material I answer from does not cover that, so I can't answer it."
 NEWS_NOTE = "A news article about this study words this point differently; this answer follows the primary source."
@@ -24,14 +24,17 @@ def coverage_note(snapshot: Snapshot) -> str:
     return "It answers from: " + "; ".join(named) + (f"; and {more} more documents." if more > 0 else ".")
 
 
-def safety_answer(asked: str, audience: str, safety: str, timings: dict[str, float], started: float) -> Answer:
+def safety_answer(
+    asked: str, audience: str, safety: str, timings: dict[str, float], started: float, site: Site | None = None
+) -> Answer:
+    site = site or Site()
     timings["total"] = (time.perf_counter() - started) * 1000
     return Answer(
         question=asked,
         audience=audience,
         sentences=[],
         citations=[],
-        preamble=EMERGENCY_MESSAGE if safety == "emergency" else CRISIS_MESSAGE,
+        preamble=site.emergency if safety == "emergency" else site.crisis,
         safety=safety,
         timings_ms=timings,
     )
@@ -52,7 +55,9 @@ def present(
     snapshot: Snapshot,
     timings: dict[str, float],
     started: float,
+    site: Site | None = None,
 ) -> Answer:
+    site = site or Site()
     answer = Answer(
         question=asked,
         audience=audience,
@@ -76,9 +81,9 @@ def present(
         if any(p.replaced_secondary for p in decision.parts) and NEWS_NOTE not in answer.notices:
             answer.notices.append(NEWS_NOTE)
     if safety == "medical_advice":
-        answer.preamble = ADVICE_MESSAGE + ("\n\n" + answer.preamble if answer.preamble else "")
+        answer.preamble = site.advice + ("\n\n" + answer.preamble if answer.preamble else "")
     if audience == "patient":
-        answer.notices.append(PATIENT_FOOTER)
+        answer.notices.append(site.footer)
     timings["total"] = (time.perf_counter() - started) * 1000
     answer.timings_ms = timings
     return answer

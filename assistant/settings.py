@@ -26,6 +26,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="Where the index, lexical index and feedback live.")
     corpus_dir: Path = Field(Path("corpus"), description="Documents `assistant ingest` reads by default.")
+    site_file: Path = Field(
+        Path("site.yaml"),
+        description="The study's name, example questions and the emergency and crisis messages (with your country's"
+        " numbers); without the file, generic defaults that name no study and no number.",
+    )
     prompts_dir: Path = Field(Path("prompts"), description="Prompt templates for the LLM answerer.")
     embedding_model: str = Field(
         PACKAGED_MODEL,

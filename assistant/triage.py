@@ -12,22 +12,6 @@ import yaml
 
 Safety = Literal["emergency", "crisis", "medical_advice"]
 
-EMERGENCY_MESSAGE = (
-    "**This sounds like an emergency. Call 911 now** (or your local emergency number). "
-    "Sudden or severe symptoms, such as trouble breathing, chest pain, sudden weakness or loss of feeling, need "
-    "emergency care right away. "
-    "Do not wait for an answer from this chat."
-)
-CRISIS_MESSAGE = (
-    "**You deserve support right now.** In the US, call or text **988** to reach the 988 Suicide & Crisis "
-    "Lifeline, any time, day or night. If you might act on these thoughts or are in danger, call **911** "
-    "(or your local emergency number) now. You are not alone, and people want to help."
-)
-ADVICE_MESSAGE = (
-    "I can't tell you what to do about your own care. That decision belongs with your own doctor, who knows "
-    "you and your health. Here is what the study material says, which you can take to them:"
-)
-PATIENT_FOOTER = "This is information about a study, not medical advice. Talk with your own doctor about your care."
 
 
 @lru_cache(maxsize=1)

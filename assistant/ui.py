@@ -20,8 +20,8 @@ from assistant.answer.types import Answer
 from assistant.chain import QuestionError
 from assistant.feedback import FeedbackStore
 from assistant.settings import Settings
+from assistant.site import Site, load_site
 from assistant.store import StoreUnavailable
-from assistant.triage import PATIENT_FOOTER
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -29,18 +29,6 @@ if TYPE_CHECKING:
     from assistant.api import PipelineHolder
 
 STATIC = Path(__file__).parent / "static"
-PATIENT_EXAMPLES = [
-    "What side effects were seen?",
-    "Does this treatment work?",
-    "Can I get this treatment?",
-    "What does autologous mean?",
-]
-CLINICIAN_EXAMPLES = [
-    "What was the primary endpoint?",
-    "How many participants improved by at least one AIS grade?",
-    "Was the trial randomized or blinded?",
-    "What was the dose and route?",
-]
 FIELD_LABELS = {
     "registry_id": "Registry",
     "phase": "Phase",
@@ -60,7 +48,6 @@ FIELD_LABELS = {
     "headline_result": "Headline result",
 }
 CHECKING = "Writing the answer and checking every sentence against the sources…"
-NOT_ADVICE = "This assistant gives information about a study, not medical advice. In an emergency, call 911."
 NO_SOURCES = '<div class="sources-empty">Sources for the latest answer appear here.</div>'
 UNAVAILABLE = "The assistant is temporarily unavailable. Please try again in a minute."
 
@@ -164,13 +151,8 @@ def sources_html(saved: Mapping[Any, Mapping[str, Any]] | None, sheet: bool = Fa
 def alert_html(answer: Answer | None) -> str:
     if answer is None or answer.safety not in ("emergency", "crisis"):
         return ""
-    if answer.safety == "emergency":
-        body = "<strong>Emergency: call 911 now</strong> (or your local emergency number). Do not wait for this chat."
-    else:
-        body = (
-            "<strong>Call or text 988</strong> (Suicide &amp; Crisis Lifeline, US) any time. "
-            "If you are in danger now, <strong>call 911</strong>."
-        )
+    # The site file's message (its country's numbers), bold kept.
+    body = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", _esc(answer.preamble))
     return f'<div class="alert alert-{answer.safety}" role="alert">{body}</div>'
 
 
@@ -248,25 +230,22 @@ def _history_for_pipeline(chat: list[dict[str, Any]], saved: Mapping[Any, Mappin
     return out
 
 
-def example_sets(question: gr.Textbox) -> list[Any]:
-    """The example questions; selecting one asks it (wired in build_blocks)."""
+def example_sets(question: gr.Textbox, site: Site) -> list[Any]:
+    """The example questions of the site file; selecting one asks it (wired in build_blocks)."""
     return [
-        gr.Examples(PATIENT_EXAMPLES, inputs=question, label="Patients often ask"),
-        gr.Examples(CLINICIAN_EXAMPLES, inputs=question, label="Clinicians often ask"),
+        gr.Examples(list(site.patient_examples), inputs=question, label="Patients often ask"),
+        gr.Examples(list(site.clinician_examples), inputs=question, label="Clinicians often ask"),
     ]
 
 
 def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = False) -> gr.Blocks:
     store = FeedbackStore(settings.feedback_path, settings.feedback_enabled)
-    with gr.Blocks(title="CELLTOP study assistant" + (" (widget)" if compact else ""), fill_height=compact) as blocks:
+    site = load_site(settings.site_file)
+    with gr.Blocks(title=site.title + (" (widget)" if compact else ""), fill_height=compact) as blocks:
         answers = gr.State({})  # chat message index -> answer JSON, for feedback, history and sources
         if not compact:
-            gr.Markdown(
-                "# CELLTOP study assistant\nQuestions about the Mayo Clinic Phase 1 trial of a patient's own "
-                "fat-derived stem cells injected into the spinal fluid after spinal cord injury. "
-                "Answers come only from the study material, and every sentence cites its source."
-            )
-        gr.HTML(f'<div class="not-advice" role="note">{_esc(NOT_ADVICE)}</div>')
+            gr.Markdown(f"# {site.title}\n{site.intro}")
+        gr.HTML(f'<div class="not-advice" role="note">{_esc(site.not_advice)}</div>')
         examples: list[Any] = []
         # The widget's parts sit at the top level, so that the conversation takes the frame's free height.
         row = contextlib.nullcontext() if compact else gr.Row(equal_height=False)
@@ -310,7 +289,7 @@ def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = Fal
                     # Example questions: next to the question box on a wide screen; on a narrow one
                     # (where the columns stack) after the sources instead, see below.
                     with gr.Row(elem_classes=["examples-wide"]):
-                        examples.extend(example_sets(question))
+                        examples.extend(example_sets(question, site))
             if not compact:
                 with gr.Column(scale=2, min_width=300):
                     gr.Markdown("## Sources")
@@ -322,7 +301,7 @@ def build_blocks(settings: Settings, holder: PipelineHolder, compact: bool = Fal
         else:
             # On a phone the sources come right after the answer, then the examples.
             with gr.Row(elem_classes=["examples-narrow"]):
-                examples.extend(example_sets(question))
+                examples.extend(example_sets(question, site))
 
         async def respond(
             message: str, chat: list[dict[str, Any]], who: str, saved: dict[Any, Any]
@@ -436,4 +415,4 @@ def mount_ui(app: FastAPI, settings: Settings, holder: PipelineHolder) -> None:
     gr.mount_gradio_app(app, main, path="/", css=css, js=js, footer_links=[], show_error=False)
 
 
-__all__ = ["PATIENT_FOOTER", "build_blocks", "mount_ui"]
+__all__ = ["build_blocks", "mount_ui"]

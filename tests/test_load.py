@@ -101,7 +101,9 @@ def test_twenty_chat_sessions_at_once_each_get_their_answers(served: str) -> Non
     conversation: no error, no "busy", every answer complete, with its sources."""
     from gradio_client import Client
 
-    from assistant.triage import PATIENT_FOOTER
+    from assistant.site import Site
+
+    PATIENT_FOOTER = Site().footer
 
     def session(n: int) -> list[tuple[Any, ...]]:
         client = Client(served + "/", verbose=False, analytics_enabled=False, download_files=False, max_workers=2)
