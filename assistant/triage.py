@@ -35,6 +35,7 @@ def _signs() -> dict[str, Any]:
         "onset_cues": re.compile(data["onset_cues"], flags),
         "crisis": [re.compile(rf"(?:{p})", flags) for p in data["crisis"]],
         "about_the_study": re.compile(data["about_the_study"], flags),
+        "past": re.compile(data["past"], flags),
     }
 
 
@@ -50,11 +51,10 @@ def _by_signs(text: str) -> Safety | None:
             continue
         if any(p.search(sentence) for p in signs["crisis"]):
             return "crisis"
-        if not signs["person"].search(sentence):
+        now = signs["onset_cues"].search(sentence)
+        if not (signs["person"].search(sentence) or now) or (signs["past"].search(sentence) and not now):
             continue
-        if any(p.search(sentence) for p in signs["acute"]) or (
-            signs["onset_cues"].search(sentence) and any(p.search(sentence) for p in signs["onset"])
-        ):
+        if any(p.search(sentence) for p in signs["acute"]) or (now and any(p.search(sentence) for p in signs["onset"])):
             found = "emergency"
     return found
 

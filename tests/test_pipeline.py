@@ -126,6 +126,15 @@ def test_questions_about_what_the_study_saw_are_not_emergencies(pipeline, questi
         ("Was heavy bleeding listed as an adverse event?", None),
         ("Gave my guitar to my brother today. Won't need it where I'm going.", "crisis"),
         ("How many participants had hives?", None),
+        ("Sudden crushing chest pain at 3am and sweating, is this anxiety?", "emergency"),
+        # A lasting condition, a past event or a habit told as context is not an emergency now.
+        ("I just want to know if my dad, who is paralyzed, could join the trial.", None),
+        ("I am now two years after my injury and still numb below the waist. Did anyone regain feeling?", None),
+        ("My right leg has been numb for years. Did the cells help feeling come back?", None),
+        ("I had a seizure as a child. Would that rule me out?", None),
+        ("I have had chest pain before. Was that an exclusion?", None),
+        ("I fainted once years ago. Were people like me excluded?", None),
+        ("I just had the injection last month and now I feel a bit of pain in my back. Is that expected?", None),
     ],
 )
 def test_signs_in_a_sentence_about_a_person_route_it(question: str, safety: str | None) -> None:
