@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -82,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"assistant: {exc}", file=sys.stderr)
         return 2
+    if args.command == "serve" and settings.serve_torch_threads:
+        # Before numpy and torch are imported: their OpenMP and BLAS pools read these once. With many
+        # answers at once on few cores, one thread each halves the CPU per answer (docs/benchmarks.md).
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, str(settings.serve_torch_threads))
     handler = {
         "ingest": _ingest,
         "ask": _ask,

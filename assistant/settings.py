@@ -114,8 +114,8 @@ class Settings(BaseSettings):
     serve_torch_threads: int = Field(
         1,
         ge=0,
-        description="torch threads per embedding while serving (0: torch's default, one per core). Many answers run"
-        " at once, so one thread each wastes less time waiting; `assistant ingest` keeps the default.",
+        description="threads per answer while serving (OMP/BLAS/torch; 0: the libraries' defaults, one per core)."
+        " Many answers run at once, so one thread each wastes less time waiting; `assistant ingest` keeps the default.",
     )
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
     log_questions: bool = Field(
