@@ -173,6 +173,10 @@ QUOTE = "There was no control group and no placebo group, and there was no rando
          "Pain fell 2.1 points on the 20 mg dose and 1.2 points on the 10 mg dose.", "ties"),
         ("Mia Okafor was the surgeon, and Tom Hale was the nurse.",
          "Dr. Tom Hale was the surgeon, and Mia Okafor was the nurse.", "ties"),
+        ("Of the 40 enrolled, 31 were smokers and 9 were non-smokers.",
+         "Of the 40 enrolled, 31 were non-smokers and 9 were smokers.", "ties"),
+        ("The effect was significant for 5 mg but not for 10 mg.",
+         "The effect was significant for 10 mg but not for 5 mg.", "ties"),
         # a registry field valued "No", a denial in the sentence a leaning quote rests on, "X without Y"
         ("The results have been posted on the registry.", "Results posted on registry: No", "negation"),
         ("The trial takes people who have not tried any medicine.",

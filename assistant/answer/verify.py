@@ -374,11 +374,25 @@ def _binding_problem(sentence: str, quote: str) -> str | None:
 
     quote_clauses = [set(c) for c in _subclauses(_tokens(quote))]
     quote_words = set().union(*quote_clauses) if quote_clauses else set()
+
+    def distinctive(token: str) -> bool:
+        """A content word the quote uses in one clause only: it belongs to what that clause says."""
+        return _is_word(token) and token not in STOPWORDS and token not in LIGHT_WORDS and not kind(token) and (
+            sum(token in q for q in quote_clauses) == 1
+        )
+
     for clause in _subclauses(_tokens(sentence)):
         here = set(clause)
         anchors = [t for t in dict.fromkeys(clause) if kind(t) and t in quote_words]
         for a in anchors:
-            partners = [t for t in here if t != a and t in quote_words and (kind(t) or (kind(a) == "name" and _is_word(t) and t not in STOPWORDS))]
+            partners = [
+                t for t in here if t != a and t in quote_words and (kind(t) == kind(a) or (kind(a) == "name" and _is_word(t) and t not in STOPWORDS))
+            ]
+            if kind(a) == "number":
+                # A number goes with the nearest word that names what it counts ("52 were men").
+                at = clause.index(a)
+                near = sorted((abs(i - at), i < at, t) for i, t in enumerate(clause) if distinctive(t))
+                partners += [near[0][2]] if near else []
             for w in partners:
                 if any(a in q and w in q for q in quote_clauses):
                     continue
