@@ -18,6 +18,7 @@ from assistant.documents import MB, LoadError, load_document
 from assistant.ingest import db_path, ingest
 from assistant.store import ChunkDB, IndexDamaged
 from tests.conftest import ROOT, free_port, make_settings
+from tests.pdfgen import assemble
 from tests.test_ingest import index_ids
 
 pytestmark = pytest.mark.slow
@@ -125,17 +126,8 @@ def test_a_small_pdf_that_unpacks_into_too_much_text_is_refused(tmp_path: Path) 
             f" /Contents {5 + 2 * i} 0 R >>".encode()
         )
         objects.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     pdf = tmp_path / "compressed.pdf"
-    pdf.write_bytes(bytes(out))
+    pdf.write_bytes(assemble(objects))
     assert pdf.stat().st_size < MB / 10 and len(page) * pages > MB
     with pytest.raises(LoadError, match=r"^too large \(1\.\d MB of text > limit 1 MB; setting ASSISTANT_MAX_FILE_MB\)$"):
         load_document(pdf, tmp_path, max_mb=1)
