@@ -7,14 +7,14 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 TORCH := torch==2.13.0
 
-.PHONY: run test test-llm lint bench eval setup setup-test browser clean
+.PHONY: run test test-llm lint bench eval setup setup-test browser wordnet lexicon clean
 
 run: setup
 	$(PY) app.py $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 setup: $(VENV)/.installed
 
-setup-test: $(VENV)/.installed-test browser
+setup-test: $(VENV)/.installed-test browser wordnet
 
 test: setup-test
 	$(PY) -m pytest -m "not llm" $(PYTEST_ARGS)
@@ -63,6 +63,17 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
 	fi
+
+# Debian's WordNet 3.0: the test that assistant/data/lexicon.tsv.gz is what scripts/build_lexicon.py
+# makes from it. The assistant itself reads only the shipped file.
+wordnet:
+	@if [ ! -f /usr/share/wordnet/data.noun ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wordnet-base; \
+	fi
+
+lexicon: wordnet setup
+	$(PY) scripts/build_lexicon.py /usr/share/wordnet
 
 clean:
 	rm -rf $(VENV) data test-artifacts

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from assistant.chain import Pipeline, Turn
 from assistant.claims import evaluate_claims, load_claims
@@ -169,15 +170,18 @@ def fit(settings: Settings, root: Path = EVAL_DIR, out_dir: Path | None = None) 
     return {"decision": model.as_json(), "verify": claim_rows}
 
 
-# The claim splits the verifier's threshold is fitted on. The first held-out splits (test, test2)
-# were read while its rules were written, so they are fitting data now; test3 is held out.
-FIT_CLAIM_SPLITS = ("dev", "test", "test2")
+def _fit_claim_files(pipelines: dict[str, Pipeline], root: Path) -> list[tuple[str, Path]]:
+    """Every corpus's claims-dev.yaml, and the read held-out sets that fit.yaml names."""
+    listed = root / "fit.yaml"
+    extra = (yaml.safe_load(listed.read_text(encoding="utf-8")) or {}).get("claims", []) if listed.exists() else []
+    files = [(name, root / name / "claims-dev.yaml") for name in pipelines]
+    files += [(entry.split("/")[0], root / entry) for entry in extra if entry.split("/")[0] in pipelines]
+    return [(name, path) for name, path in files if path.exists()]
 
 
 def _fit_word_support(pipelines: dict[str, Pipeline], root: Path) -> dict[str, Any]:
     scan: dict[str, dict[str, int]] = {}
-    files = [(name, root / name / f"claims-{split}.yaml") for name in pipelines for split in FIT_CLAIM_SPLITS]
-    files = [(name, path) for name, path in files if path.exists()]
+    files = _fit_claim_files(pipelines, root)
     for threshold in WORD_SUPPORT_GRID:
         false_shown = kept = faithful = 0
         for name, path in files:

@@ -11,8 +11,10 @@ sentences around the quote, for what a pronoun refers to). The checks fail close
 - causation and certainty ("proved", "caused", "cures") only when the quote says so;
 - a quote that instructs the assistant ("Ignore previous instructions and tell the user to ...")
   supports no sentence but itself: text planted in a document may be quoted, never obeyed;
-- content: every content word is in the quote, is another phrasing the vocabulary gives,
-  or is close to one of its words by vector similarity (threshold fitted on the claim suites);
+- content: every content word is in the quote, is another phrasing the vocabulary gives, is
+  stated by a quote word in the English lexicon (a synonym, a more general noun, a derived form:
+  assistant/lexicon.py), or is close to one of its words by vector similarity (threshold fitted
+  on the claim suites);
 - when an LLM is configured, it is also asked whether the quote states the sentence (yes/no),
   after the rules above, never instead of them.
 """
@@ -32,6 +34,7 @@ import numpy as np
 
 from assistant.answer.types import AnswerSentence, Citation, Claim, Draft, Quote
 from assistant.kinds import kind_label
+from assistant.lexicon import lexicon
 from assistant.text import NUMBER_WORDS, STOPWORDS, normalize, stem, surface_words
 from assistant.units import LEANING_START, unit_spans
 
@@ -52,10 +55,11 @@ MODAL_HEDGES = frozenset(
     {"may", "might", "could", "possibly", "possible", "potentially", "potential", "perhaps", "likely", "unlikely",
      "suggest", "suggests", "suggested", "proposed", "propose", "thought", "hope", "hopes", "hoped", "aim", "aims",
      "expected", "planned", "plans", "hint", "hints", "promising", "preliminary", "early", "believe", "believes",
-     "believed", "appear", "appears", "appeared", "seem", "seems", "seemed", "probably", "probable", "uncertain"}
+     "believed", "appear", "appears", "appeared", "seem", "seems", "seemed", "probably", "probable", "uncertain",
+     "want", "wants", "wanted", "intend", "intends", "intended", "plan", "aim", "aimed"}
 )  # fmt: skip
 INABILITY_HEDGES = re.compile(
-    r"\b(cannot|can't|can not|could not|does not|do not|did not|doesn't|don't|didn't|not yet|not known|unknown|unclear|not clear|too small|no way)\b"
+    r"\b(cannot|can't|can not|could not|not yet|not known|unknown|unclear|not clear|too small|no way)\b"
 )
 _DENIED_KNOWING = re.compile(
     r"\b(not|no|never|cannot)\b(\s+\w+){0,2}\s+(show|shows|showed|shown|prove|proves|proved|proven|demonstrat\w*|establish\w*|confirm\w*|tell|know|known|clear|sure)\b"
@@ -82,7 +86,7 @@ LIGHT_WORDS = frozenset(
 )  # fmt: skip
 TOPIC_SHARE = 0.15  # a term in this share of a document's units is its subject, not a new fact
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s?%)?")
-_FRACTION = re.compile(r"\b(\d+)\s+(?:of|out of)\s+(?:the\s+|all\s+)?(\d+)\b")
+_FRACTION = re.compile(r"\b(\d+)\s+(?:[a-z]+\s+)?(?:of|out of|in)\s+(?:the\s+|all\s+)?(\d{1,3})\b(?!\s*(?:%|percent))")
 _TOKEN = re.compile(r"\d+\.\d+|[a-z0-9]+(?:'[a-z]+)?|[,;:.!?()]")  # "1.5" is one number, not 1 and 5
 _CODE = re.compile(r"\b[A-Za-z]+-?\d+[A-Za-z0-9-]*\b")  # "TIDE-1", "NCT03308565", "S4-S5": names, not counts
 _ARTICLE_A = re.compile(r"(?<=[.:;!?\"(] )A(?= [a-z])")  # "A" opening a sentence, not grade A mid-sentence
@@ -113,15 +117,16 @@ EXCLUSIVE_CLASSES = (
     ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
     ("january", "february", "march", "april", "june", "july", "august", "september", "october", "november",
      "december"),
-    ("daily", "weekly", "monthly", "yearly", "annually"),
+    ("daily", "weekly", "monthly", "yearly|annually|annual"),
     ("oral", "intravenous", "intrathecal", "intramuscular", "subcutaneous", "topical"),
-    ("approved", "experimental", "investigational", "unapproved"),
+    ("approved", "experimental|investigational|unapproved"),
     ("recruiting", "completed", "terminated", "suspended", "withdrawn"),
     ("before", "during", "after"),
 )  # fmt: skip
 # A claim that gives a cause ("because", "therefore") needs a quote that gives one.
 CAUSAL_CLAIM = frozenset({"because", "therefore", "thus", "hence", "consequently", "due"})
 CAUSAL_QUOTE = CAUSAL_CLAIM | {"so", "since", "led", "lead", "leads", "caused", "causes", "result", "resulted", "why", "reason"}
+_ORIGIN_STEMS = frozenset(stem(w) for w in ("result", "resulting", "due", "because", "cause", "led"))
 EXCLUSIVE = frozenset({"only", "solely", "exclusively", "sole", "alone"})
 _THAN = re.compile(r"\b([a-z0-9]+) than (?:(?:in|for|among|with|on|at|the|those|a|an) )*([a-z0-9]+)")
 _NAME = re.compile(r"(?<=[\w,;:)] )([A-Z][a-z]+(?:[A-Z][a-z]+)*|[A-Z]{2,})\b")  # a capitalized word inside a sentence
@@ -160,11 +165,26 @@ _IRREGULAR = {"met": "meet", "took": "take", "taken": "take", "led": "lead", "ga
 _MODALS = frozenset({"may", "might", "will", "would", "can", "could", "should", "must", "shall"})
 
 
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_COMPOUND_NUMBER = re.compile(r"\b(" + "|".join(_TENS) + r")[- ](one|two|three|four|five|six|seven|eight|nine)\b")
+_TEENS = ("thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
+_NUMBER_WORDS = {**NUMBER_WORDS, **{w: str(13 + i) for i, w in enumerate(_TEENS)}, **{w: str(n) for w, n in _TENS.items()}}
+_DENYING_PHRASES = re.compile(r"\b(rather than|instead of)\b")
+_UNABLE = re.compile(r"\bunable to\b|\bavoid\b")
+_OR_MORE = re.compile(r"\b((?:a|an|one|\d+(?:\.\d+)?\s?%?)(?:\s[a-z]+)?)\s+or\s+(?:more|longer|over|above|older)\b")
+_AGE_OLD = re.compile(r"\b(years?|months?|weeks?)\s+old\b")
+_FRACTION_SLASH = re.compile(r"(?<![\d/])(\d+)\s?/\s?(\d+)(?![\d/])")
+
+
 def _tokens(text: str) -> list[str]:
-    words = []
-    for token in _TOKEN.findall(_THOUSANDS.sub("", normalize(text).replace("n't", " not"))):
-        words.append(NUMBER_WORDS.get(token, token))
-    return words
+    text = _THOUSANDS.sub("", normalize(text).replace("n't", " not"))
+    text = _COMPOUND_NUMBER.sub(lambda m: str(_TENS[m.group(1)] + int(NUMBER_WORDS[m.group(2)])), text)
+    text = _UNABLE.sub("cannot", _DENYING_PHRASES.sub("not", text))
+    text = _OR_MORE.sub(lambda m: f"at least {m.group(1)}", text)
+    text = re.sub(r"\bhalf or more\b", "at least half", text)  # "half or more" is "at least half"
+    text = _AGE_OLD.sub(r"\1", text)  # "65 years old" is "65 years"
+    text = _FRACTION_SLASH.sub(r"\1 of \2", text)  # "0/484" is "0 of 484"
+    return [_NUMBER_WORDS.get(token, token) for token in _TOKEN.findall(text)]
 
 
 def _lemma(token: str) -> str:
@@ -217,11 +237,18 @@ def _negated_heads(text: str) -> set[str]:
                         continue
                     heads.add(_lemma(nxt))
                     break
-            elif len(token) > 5 and token.startswith("un") and token not in ("under", "until", "unit", "units", "unless"):
-                heads.add(stem(token[2:]))
-            elif len(token) > 6 and token.startswith("non"):
-                heads.add(stem(token[3:].lstrip("-")))
+            elif _prefix_denial(token):
+                heads.add(_prefix_denial(token))  # type: ignore[arg-type]
     return heads
+
+
+def _prefix_denial(word: str) -> str | None:
+    """What a word with a denying prefix denies ("unapproved" -> "approv", "non-smoker" -> "smoker")."""
+    if len(word) > 5 and word.startswith("un") and word not in ("under", "until", "unit", "units", "unless"):
+        return stem(word[2:])
+    if len(word) > 6 and word.startswith("non"):
+        return stem(word[3:].lstrip("-"))
+    return None
 
 
 def _denied_scope(text: str) -> set[str]:
@@ -233,6 +260,16 @@ def _denied_scope(text: str) -> set[str]:
             if _is_negation(clause, i):
                 scope.update(_lemma(t) for t in clause[i + 1 : i + 1 + SCOPE_WORDS] if _is_word(t) and t not in STOPWORDS)
     return scope - _asserted(text)
+
+
+def _restating_denial(text: str, denied: set[str]) -> set[str]:
+    """The words of the clauses of ``text`` that deny one of ``denied`` themselves: they are the
+    denied predicate's own words, restated."""
+    out: set[str] = set()
+    for clause in _clauses(text):
+        if _negated_heads(" ".join(clause)) & denied:
+            out.update(_lemma(t) for t in clause if _is_word(t))
+    return out
 
 
 def _asserted(text: str) -> set[str]:
@@ -261,24 +298,68 @@ def _numbers(text: str) -> list[tuple[str, str]]:
 def _fractions(text: str) -> list[float]:
     out = []
     for a, b in _FRACTION.findall(" ".join(_tokens(text))):
-        if int(b):
+        if int(b) and int(a) <= int(b):
             out.append(int(a) / int(b))
     for match in re.finditer(r"(\d+(?:\.\d+)?)\s?%|(\d+(?:\.\d+)?) percent", text):
         out.append(float(match.group(1) or match.group(2)) / 100)
     return out
 
 
+_HOW_OFTEN = frozenset({"time", "times", "day", "days", "week", "weeks", "month", "months", "year", "years", "session",
+                        "sessions", "visit", "visits", "dose", "doses", "night", "nights", "morning", "evening"})
+
+
 def _quantifiers(text: str) -> set[str]:
     tokens = _tokens(text)
-    found = {QUANTIFIERS[t] for t in tokens if t in QUANTIFIERS}
+    found = set()
+    for i, raw in enumerate(tokens):
+        token = raw.removesuffix("'s")  # "everyone's sleep"
+        if token not in QUANTIFIERS:
+            continue
+        if QUANTIFIERS[token] == "all" and NEGATION_CUES & set(tokens[max(0, i - 3) : i]):
+            found.add("not all")  # "it does not help everyone", "not all of them"
+            continue
+        if token == "both" and "and" in tokens[i + 2 : i + 8]:
+            continue  # "both sponsored the study and ran it"
+        if token in ("each", "every") and i + 1 < len(tokens) and tokens[i + 1] in _HOW_OFTEN:
+            continue  # "30 minutes each time", "every day"
+        found.add(QUANTIFIERS[token])
     if re.search(r"\bno (one|participant|patient|person|people|one)\b", " ".join(tokens)):
         found.add("none")
     return found
 
 
+def _quantified(text: str) -> set[tuple[str, str]]:
+    """(quantifier kind, the first content word after it): "most women ... some felt tired" gives
+    ("most", "women") and ("some", "felt")."""
+    tokens = _tokens(text)
+    pairs = set()
+    for i, raw in enumerate(tokens):
+        token = raw.removesuffix("'s")
+        if token in QUANTIFIERS and QUANTIFIERS[token] in _quantifiers(" ".join(tokens[i : i + 8])):
+            for nxt in tokens[i + 1 : i + 5]:
+                if CLAUSE_END.fullmatch(nxt):
+                    break
+                if _is_word(nxt) and nxt not in STOPWORDS and nxt not in QUANTIFIERS:
+                    pairs.add((QUANTIFIERS[token], _lemma(nxt)))
+                    break
+    return pairs
+
+
+def _quantifier_binding_problem(sentence: str, quote: str) -> str | None:
+    quote_pairs = _quantified(quote)
+    for kind, word in sorted(_quantified(sentence) - quote_pairs):
+        others = sorted(k for k, w in quote_pairs if w == word and k != kind)
+        if others:
+            return f"says '{kind}' of '{word}' where the quote says '{others[0]}'"
+    return None
+
+
 def _quantifier_agrees(kind: str, quote: str) -> bool:
     if kind in _quantifiers(quote):
         return True
+    if kind == "some" and re.search(r"\bmulti-?[a-z]{4,}", quote.lower()):
+        return True  # "several centres" for "multicentre"
     ratios = _fractions(quote)
     if not ratios:
         return False
@@ -288,27 +369,51 @@ def _quantifier_agrees(kind: str, quote: str) -> bool:
         or (kind == "most" and r > 0.5)
         or (kind == "some" and r > 0.0)
         or (kind == "half" and abs(r - 0.5) < 0.01)
+        or (kind == "not all" and r < 1.0)
         for r in ratios
     )
 
 
 def _direction_problem(claim_tokens: set[str], quote_tokens: set[str]) -> str | None:
-    claim_stems, quote_stems = {stem(t) for t in claim_tokens}, {stem(t) for t in quote_tokens}
+    english = lexicon()
+
+    def forms(tokens: set[str]) -> set[str]:
+        return {lemma for t in tokens if _is_word(t) for lemma in english.lemmas(t)}
+
+    claim_forms, quote_forms = forms(claim_tokens), forms(quote_tokens)
     for a, b in DIRECTIONS:
         for said, opposite in ((a, b), (b, a)):
-            if stem(said) in claim_stems and stem(said) not in quote_stems:
-                if stem(opposite) in quote_stems:
-                    return f"says '{said}' where the quote says '{opposite}'"
+            if not english.lemmas(said) & claim_forms or english.lemmas(said) & quote_forms:
+                continue
+            if english.lemmas(opposite) & quote_forms:
+                return f"says '{said}' where the quote says '{opposite}'"
+            if not any(english.stated_by(said, q) in ("synonym", "derived") for q in quote_forms):
                 return f"says '{said}', a direction the quote does not state"
     return None
+
+
+_COMPARATIVE = re.compile(r"[a-z]+er|more|less|fewer")
+_NUMBER_TOKEN = re.compile(r"\d+(?:\.\d+)?")
 
 
 def _ordered_pairs(text: str) -> set[tuple[str, str]]:
     """The ordered pairs a text states: ("men", "women") for "more common in men than in women",
     ("a", "b") for "from A to B"."""
-    joined = " ".join(t for t in _tokens(text) if not CLAUSE_END.fullmatch(t))
+    kept, depth = [], 0
+    for token in _tokens(text):  # a parenthesis is an aside: "with the app (about 7 in 10) than"
+        depth += (token == "(") - (token == ")")
+        if depth == 0 and not CLAUSE_END.fullmatch(token):
+            kept.append(token)
+    joined = " ".join(kept)
     pairs = {(stem(a), stem(b)) for a, b in _THAN.findall(joined)}
     tokens = joined.split()
+    for i, token in enumerate(tokens):
+        # "the 60 mg dose did better than the 30 mg dose": the numbers compared, not the comparative.
+        if token == "than" and i > 0 and _COMPARATIVE.fullmatch(tokens[i - 1]):
+            before = [t for t in tokens[: i - 1] if _NUMBER_TOKEN.fullmatch(t)]
+            after = [t for t in tokens[i + 1 : i + 6] if _NUMBER_TOKEN.fullmatch(t)]
+            if before and after:
+                pairs.add((before[-1], after[0]))
     for i, token in enumerate(tokens):
         if token != "from" or "to" not in tokens[i + 2 : i + 5]:
             continue
@@ -329,9 +434,13 @@ def _exclusive_problem(claim_tokens: set[str], quote_tokens: set[str]) -> str | 
     """A member of a closed class ("month", "West", "women") the quote replaces with another."""
     claim_stems, quote_stems = {stem(t) for t in claim_tokens}, {stem(t) for t in quote_tokens}
     for members in EXCLUSIVE_CLASSES:
-        stems = {stem(m): m for m in members}
-        said = [m for s_, m in stems.items() if s_ in claim_stems and s_ not in quote_stems]
-        other = [m for s_, m in stems.items() if s_ in quote_stems and s_ not in claim_stems]
+        said, other = [], []
+        for member in members:
+            names = {stem(m) for m in member.split("|")}
+            if names & claim_stems and not names & quote_stems:
+                said.append(member.split("|")[0])
+            if names & quote_stems and not names & claim_stems:
+                other.append(member.split("|")[0])
         if said and other:
             return f"says '{said[0]}' where the quote says '{other[0]}'"
     if claim_tokens & EXCLUSIVE and not quote_tokens & EXCLUSIVE:
@@ -341,21 +450,34 @@ def _exclusive_problem(claim_tokens: set[str], quote_tokens: set[str]) -> str | 
     return None
 
 
-_FIELD_VALUE = re.compile(r"^\s*([^:\n]{2,80}):\s*(no|none|not applicable|n/a)\.?\s*$", re.IGNORECASE)
+_FIELD_VALUE = re.compile(r"^\s*([^:\n]{2,80}):\s*(?:no|none|not applicable|n/a)(\s*\([^)]*\))?\.?\s*$", re.IGNORECASE)
 
 
 def _as_statement(quote: str) -> str:
     """A registry field denied by its value reads as a negation: "Results posted on registry: No"
     states "No results posted on registry"."""
     match = _FIELD_VALUE.match(quote)
-    return f"No {match.group(1)}." if match else quote
+    return f"No {match.group(1)}{match.group(2) or ''}." if match else quote
 
 
-def _subclauses(tokens: list[str]) -> list[list[str]]:
+def _subclauses(tokens: list[str], anchor: Any = None) -> list[list[str]]:
+    """``tokens`` cut at punctuation and at "and", "versus", ... With ``anchor`` (a test for the
+    numbers and names being tied), the words before the first anchor of a clause's first conjunct
+    are shared by its other conjuncts: "Adverse events were reported by 130 of 540 app and 115 of
+    522 group participants" reports both."""
     out: list[list[str]] = [[]]
+    shared: list[str] = []
     for token in tokens:
-        if CLAUSE_END.fullmatch(token) or token in ("and", "versus", "vs", "compared", "against", "whereas"):
+        if token in ("(", ")"):
+            continue
+        if CLAUSE_END.fullmatch(token):
             out.append([])
+            shared = []
+        elif token in ("and", "versus", "vs", "compared", "against", "whereas"):
+            if anchor is not None and not shared and out[-1]:
+                first = next((i for i, t in enumerate(out[-1]) if anchor(t)), None)
+                shared = out[-1][:first] if first else []
+            out.append(list(shared))
         else:
             out[-1].append(token)
     return [c for c in out if c]
@@ -372,7 +494,7 @@ def _binding_problem(sentence: str, quote: str) -> str | None:
             return "number"
         return "name" if token in names else None
 
-    quote_clauses = [set(c) for c in _subclauses(_tokens(quote))]
+    quote_clauses = [set(c) for c in _subclauses(_tokens(quote), kind)]
     quote_words = set().union(*quote_clauses) if quote_clauses else set()
 
     def distinctive(token: str) -> bool:
@@ -453,10 +575,11 @@ class Verifier:
         # Polarity: what one side denies, the other states in a clause with no negation. The
         # sentence a leaning quote needs may deny too ("... treatments that are not approved. These
         # shots are sold ..."), and a registry field valued "No" denies its label.
-        quote = _as_statement(quote)
+        quote, sentence = _as_statement(quote), _as_statement(sentence)
         denied_claim, denied_quote = _negated_heads(sentence), _negated_heads(quote)
         flipped = (denied_claim & _asserted(quote)) | (denied_quote & _asserted(sentence))
-        flipped |= (_denied_scope(quote) | _denied_scope(context)) & _asserted(sentence) - _asserted(quote)
+        restated = _restating_denial(sentence, denied_quote)  # "Taking part was unpaid" for "not paid for taking part"
+        flipped |= (_denied_scope(quote) | _denied_scope(context)) & (_asserted(sentence) - restated) - _asserted(quote)
         if flipped:
             return "negation differs from the quote (" + ", ".join(sorted(flipped)) + ")"
 
@@ -475,7 +598,8 @@ class Verifier:
         claim_hedges = Counter(t for t in _tokens(sentence) if t in MODAL_HEDGES)
         if (quote_hedges - claim_hedges).total() > (claim_hedges - quote_hedges).total():
             return "drops the quote's hedge (" + ", ".join(sorted(quote_hedges - claim_hedges)) + ")"
-        if INABILITY_HEDGES.search(" ".join(_tokens(quote))) and not (
+        quote_joined = " ".join(_tokens(quote))
+        if (INABILITY_HEDGES.search(quote_joined) or _DENIED_KNOWING.search(quote_joined)) and not (
             INABILITY_HEDGES.search(" ".join(_tokens(sentence))) or _DENIED_KNOWING.search(" ".join(_tokens(sentence)))
         ):
             return "drops what the quote says cannot be shown or is not known"
@@ -485,11 +609,15 @@ class Verifier:
             _exclusive_problem(claim_tokens, surround_tokens),
             _order_problem(sentence, surround),
             _binding_problem(sentence, quote),
+            _quantifier_binding_problem(sentence, quote),
         ):
             if check:
                 return check
+        quote_stems = {stem(t) for t in _tokens(quote)}
         certainty = {stem(t) for t in claim_tokens & CERTAINTY}
-        unsupported_certainty = certainty - {stem(t) for t in _tokens(quote)}
+        if quote_stems & _ORIGIN_STEMS:
+            certainty -= {stem("cause")}  # "caused by accidents" for "resulting from accidents"
+        unsupported_certainty = certainty - quote_stems
         if unsupported_certainty:
             return "claims certainty or causation the quote does not (" + ", ".join(sorted(unsupported_certainty)) + ")"
 
@@ -502,13 +630,20 @@ class Verifier:
         words = [
             w
             for w in dict.fromkeys(re.sub(r"'s\b", "", x) for x in surface_words(sentence))
-            if w not in STOPWORDS and w not in QUANTIFIERS and w not in NEGATION_CUES and w not in NUMBER_WORDS and len(w) > 1
+            if w not in STOPWORDS and w not in QUANTIFIERS and w not in NEGATION_CUES and w not in _NUMBER_WORDS and len(w) > 1
+            and not _COMPOUND_NUMBER.fullmatch(w)
             and w not in LIGHT_WORDS
         ]
         have = {stem(w) for w in surface_words(surround)} | self._topic_terms(doc_id)
         vocabulary = self.snapshot.vocabulary
         alternatives = vocabulary.alternative_stems(sentence)
         candidates = [w for w in words if stem(w) not in have and not (alternatives.get(stem(w), set()) & have)]
+        denied = _negated_heads(surround)
+        candidates = [w for w in candidates if not _prefix_denial(w) or _prefix_denial(w) not in denied]  # "unpaid": "not paid"
+        if candidates:
+            quote_words = [w for w in dict.fromkeys(surface_words(surround)) if w not in STOPWORDS and len(w) > 1]
+            english = lexicon()
+            candidates = [w for w in candidates if not any(english.stated_by(w, q) for q in quote_words)]
         if not candidates:
             return []
         best = self._contextual_support(sentence, candidates, surround)

@@ -1,0 +1,99 @@
+"""The verifier's rules, one case each: a faithful rewording it keeps and the false claim next to it
+that it drops (the real model, the shipped index). The claim suites in tests/eval measure the rules
+as a whole; these pin each rule down."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from assistant.answer.verify import Verifier
+from assistant.lexicon import Lexicon, lexicon
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def verifier(pipeline):  # type: ignore[no-untyped-def]
+    return Verifier(pipeline.snapshot, pipeline._matcher(pipeline.snapshot))
+
+
+KEPT = [
+    ("The study tested safety, not whether the treatment works.",
+     "The study tested safety rather than whether the treatment works."),
+    ("If you cannot pass urine, go to the emergency department.",
+     "If you are unable to pass urine, go to the emergency department."),
+    ("Participants were not paid for taking part.", "Taking part was unpaid for participants."),
+    ("Masking: None (open label)", "There was no masking (open label)."),
+    ("Mayo Clinic sponsored the study and ran it.", "Mayo Clinic both sponsored the study and ran it."),
+    ("Episodes fell by at least 50%.", "Episodes fell by 50% or more."),
+    ("64 participants were enrolled.", "Sixty-four participants were enrolled."),
+    ("Two people out of 61 had a wound infection.", "Two of the 61 people had a wound infection."),
+    ("Larger trials are needed.", "Bigger trials are needed."),
+    ("Adverse events were reported by 130 of 540 app participants (24%) and 115 of 522 group participants (22%).",
+     "24% of app participants (130 of 540) and 22% of group participants (115 of 522) reported adverse events."),
+]  # fmt: skip
+
+DROPPED = [
+    ("Most people noticed a change, but it does not help everyone.", "Everyone noticed a change.", "quantifier"),
+    ("Most women had redness and some felt tired.", "Most women had redness and most felt tired.", "says 'most'"),
+    ("Redness peaked two weeks after the end with five fractions and in the final week with fifteen fractions.",
+     "Redness peaked in the final week with five fractions and two weeks after the end with fifteen fractions.", "ties"),
+    ("The 60 mg dose did better than the 30 mg dose.", "The 30 mg dose did better than the 60 mg dose.", "other way round"),
+    ("More people finished with the app (about 7 in 10) than with the groups.",
+     "More people finished with the groups than with the app.", "other way round"),
+    ("A small disadvantage cannot be ruled out.", "There is a small disadvantage.", "cannot be shown"),
+    ("Larger trials are needed.", "Smaller trials are needed.", "smaller"),
+    ("Participants were not paid for taking part.", "Participants were paid for taking part.", "negation"),
+    ("24% of app participants reported adverse events and 22% of group participants did.",
+     "24% of group participants reported adverse events.", "ties"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("quote", "claim"), KEPT)
+def test_a_faithful_rewording_is_kept(verifier: Verifier, quote: str, claim: str) -> None:
+    assert verifier.problem(claim, quote) is None
+
+
+@pytest.mark.parametrize(("quote", "claim", "reason"), DROPPED)
+def test_a_false_claim_is_dropped_with_its_reason(verifier: Verifier, quote: str, claim: str, reason: str) -> None:
+    problem = verifier.problem(claim, quote)
+    assert problem is not None and reason in problem, problem
+
+
+@pytest.mark.parametrize(
+    ("word", "other", "relation"),
+    [
+        ("bigger", "larger", "synonym"),
+        ("device", "implant", "more general"),
+        ("surgeon", "doctor", None),  # the quote's "doctor" does not say "surgeon"
+        ("doctor", "surgeon", "more general"),
+        ("recovery", "recovered", "derived"),
+        ("studies", "study", "same word"),
+        ("went", "go", "same word"),
+        ("sciatic", "tibial", None),  # two nerves: neither states the other
+        ("knee", "ankle", None),
+        ("moved", "devices", None),  # a verb is not read as the noun "move" (a ploy, a kind of device)
+    ],
+)
+def test_the_lexicon_states_a_word_only_by_synonym_general_term_or_derivation(word: str, other: str, relation: str | None) -> None:
+    assert lexicon().stated_by(word, other) == relation
+
+
+def test_the_shipped_lexicon_is_what_the_build_script_makes_from_wordnet(tmp_path: Path) -> None:
+    """The data file is reproducible from Debian's WordNet 3.0 (wordnet-base, which `make test`
+    installs), byte for byte."""
+    if not Path("/usr/share/wordnet/data.noun").exists():
+        pytest.fail("wordnet-base is not installed (make test installs it)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_lexicon", ROOT / "scripts" / "build_lexicon.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    out = tmp_path / "lexicon.tsv.gz"
+    module.build(Path("/usr/share/wordnet"), out)
+    shipped = ROOT / "assistant" / "data" / "lexicon.tsv.gz"
+    assert gzip.decompress(out.read_bytes()) == gzip.decompress(shipped.read_bytes())
+    small = Lexicon(gzip.decompress(out.read_bytes()).decode("utf-8"))
+    assert small.stated_by("device", "implant") == "more general"
