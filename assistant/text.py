@@ -78,12 +78,24 @@ _FRACTION_RE = re.compile(r"\b(\d+)\s+(?:of|out of)\s+(?:the\s+)?(\d+)\b")
 _PERCENT_RE = re.compile(r"\b(\d+(?:\.\d+)?)\s?(?:%|percent\b)")
 
 
-_GRADE_RE = re.compile(r"\b(?:AIS|ASIA|[Gg]rades?|[Gg]raded)\s+([A-E])\b(?:\s*(?:or|and|to|,)\s*(?:AIS\s+)?([A-E])\b)?")
+@lru_cache(maxsize=1)
+def _grade_re() -> re.Pattern[str]:
+    """A one-letter grade after "grade(d)" or after the name of a grading scale. The scales' names
+    belong to a study's material, so they are data (data/vocabulary.yaml `grade_scales`)."""
+    from importlib import resources
+
+    import yaml
+
+    data = yaml.safe_load(resources.files("assistant").joinpath("data/vocabulary.yaml").read_text(encoding="utf-8"))
+    scales = [re.escape(str(s)) for s in data.get("grade_scales", [])]
+    names = "|".join([*scales, r"[Gg]rades?", r"[Gg]raded"])
+    again = rf"(?:(?:{'|'.join(scales)})\s+)?" if scales else ""
+    return re.compile(rf"\b(?:{names})\s+([A-E])\b(?:\s*(?:or|and|to|,)\s*{again}([A-E])\b)?")
 
 
 def grade_terms(text: str) -> list[str]:
-    """ "AIS E" or "graded A or B" as terms ("ais_e"): a one-letter grade is the whole question."""
-    return [f"ais_{letter.lower()}" for match in _GRADE_RE.findall(text) for letter in match if letter]
+    """ "AIS E" or "graded A or B" as terms ("grade_e"): a one-letter grade is the whole question."""
+    return [f"grade_{letter.lower()}" for match in _grade_re().findall(text) for letter in match if letter]
 
 
 def proportion_terms(text: str) -> list[str]:

@@ -14,6 +14,7 @@ from assistant.decision import DecisionModel, load_model
 from assistant.embeddings import HashEmbedder
 from assistant.evidence import FEATURES, holds_type
 from assistant.kinds import kind_info, kind_label, register_kinds
+from tests.conftest import ROOT
 from assistant.question import analyse, answer_type, strip_markup
 from assistant.text import STOPWORDS, terms
 from assistant.units import unit_spans
@@ -213,3 +214,17 @@ def test_a_denial_in_the_sentence_a_leaning_quote_rests_on_counts(verifier: Veri
 )
 def test_the_verifier_keeps_what_the_quote_states(verifier: Verifier, sentence: str, quote: str) -> None:
     assert verifier.problem(sentence, quote) is None
+
+
+def test_grading_scale_names_are_data_not_code() -> None:
+    """"AIS B" is the grade term grade_b because the vocabulary names AIS as a scale; a clinic's
+    material names its own scales there, and "grade C" works with none."""
+    import yaml
+
+    from assistant.text import grade_terms
+
+    data = yaml.safe_load((ROOT / "assistant" / "data" / "vocabulary.yaml").read_text(encoding="utf-8"))
+    assert {"AIS", "ASIA"} <= set(data["grade_scales"])
+    assert grade_terms("AIS B or C") == ["grade_b", "grade_c"]
+    assert grade_terms("graded D") == ["grade_d"] and grade_terms("MRS B") == []
+    assert "AIS" not in "".join(line for line in (ROOT / "assistant" / "text.py").read_text().splitlines() if "re.compile" in line)

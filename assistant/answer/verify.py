@@ -641,9 +641,17 @@ class Verifier:
         denied = _negated_heads(surround)
         candidates = [w for w in candidates if not _prefix_denial(w) or _prefix_denial(w) not in denied]  # "unpaid": "not paid"
         if candidates:
-            quote_words = [w for w in dict.fromkeys(surface_words(surround)) if w not in STOPWORDS and len(w) > 1]
+            quote_words = [w for w in dict.fromkeys(surface_words(surround)) if len(w) > 1]
             english = lexicon()
-            candidates = [w for w in candidates if not any(english.stated_by(w, q) for q in quote_words)]
+            # A quote's stop word states a claim word only as its synonym ("roughly" for "about").
+            candidates = [
+                w
+                for w in candidates
+                if not any(
+                    (relation := english.stated_by(w, q)) and (q not in STOPWORDS or relation == "synonym")
+                    for q in quote_words
+                )
+            ]
         if not candidates:
             return []
         best = self._contextual_support(sentence, candidates, surround)
