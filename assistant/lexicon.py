@@ -29,47 +29,54 @@ _ENDINGS = (
 
 
 class Lexicon:
+    """The relations, kept as the file's text per word and parsed when a word is asked about (the
+    parsed whole would take about 100 MB in every process that verifies an LLM's sentences)."""
+
     def __init__(self, text: str) -> None:
-        self.senses: dict[str, frozenset[int]] = {}
-        self.hypernyms: dict[int, tuple[int, ...]] = {}
-        self.nouns: dict[str, tuple[int, ...]] = {}
-        self.derived: dict[str, frozenset[str]] = {}
-        self.irregular: dict[str, tuple[str, ...]] = {}
+        self._rows: dict[str, dict[str, str]] = {"s": {}, "n": {}, "h": {}, "d": {}, "x": {}}
         for line in text.splitlines():
-            if not line or line.startswith("#"):
-                continue
-            kind, key, values = line.split("\t")
-            if kind == "s":
-                self.senses[key] = frozenset(int(v) for v in values.split())
-            elif kind == "n":
-                self.nouns[key] = tuple(int(v) for v in values.split())
-            elif kind == "h":
-                self.hypernyms[int(key)] = tuple(int(v) for v in values.split())
-            elif kind == "d":
-                self.derived[key] = frozenset(values.split())
-            elif kind == "x":
-                self.irregular[key] = tuple(values.split())
+            if line and not line.startswith("#"):
+                kind, key, values = line.split("\t")
+                self._rows[kind][key] = values
+
+    @lru_cache(maxsize=65536)  # noqa: B019 - one shared, read-only lexicon per process
+    def senses(self, word: str) -> frozenset[int]:
+        return frozenset(int(v) for v in self._rows["s"].get(word, "").split())
+
+    @lru_cache(maxsize=65536)  # noqa: B019
+    def nouns(self, word: str) -> tuple[int, ...]:
+        """The word's noun senses, the most frequent first."""
+        return tuple(int(v) for v in self._rows["n"].get(word, "").split())
+
+    def hypernyms(self, sense: int) -> tuple[int, ...]:
+        return tuple(int(v) for v in self._rows["h"].get(str(sense), "").split())
+
+    def derived(self, word: str) -> frozenset[str]:
+        return frozenset(self._rows["d"].get(word, "").split())
+
+    def known(self, word: str) -> bool:
+        return word in self._rows["s"]
 
     @lru_cache(maxsize=65536)  # noqa: B019 - one shared, read-only lexicon per process
     def lemmas(self, word: str) -> frozenset[str]:
         """The dictionary forms of a word ("went" -> "go", "studies" -> "study", "larger" -> "large")."""
         word = word.lower()
-        found = {word} if word in self.senses else set()
-        found |= {w for w in self.irregular.get(word, ()) if w in self.senses}
+        found = {word} if self.known(word) else set()
+        found |= {w for w in self._rows["x"].get(word, "").split() if self.known(w)}
         for ending, base in _ENDINGS:
             if word.endswith(ending) and len(word) > len(ending) + 1:
                 stem = word[: -len(ending)] + base
-                if stem in self.senses:
+                if self.known(stem):
                     found.add(stem)
         return frozenset(found or {word})
 
     @lru_cache(maxsize=65536)  # noqa: B019
     def _broader(self, lemma: str) -> frozenset[int]:
         """The noun senses up to HYPERNYM_DEPTH steps above the first SPECIFIC_SENSES noun senses of ``lemma``."""
-        frontier = set(self.nouns.get(lemma, ())[:SPECIFIC_SENSES])
+        frontier = set(self.nouns(lemma)[:SPECIFIC_SENSES])
         seen: set[int] = set()
         for _ in range(HYPERNYM_DEPTH):
-            frontier = {h for s in frontier for h in self.hypernyms.get(s, ())} - seen
+            frontier = {h for s in frontier for h in self.hypernyms(s)} - seen
             seen |= frontier
         return frozenset(seen)
 
@@ -79,13 +86,12 @@ class Lexicon:
             for b in self.lemmas(other):
                 if a == b:
                     return "same word"
-                senses = self.senses.get(a, frozenset())
-                if senses & self.senses.get(b, frozenset()):
+                if self.senses(a) & self.senses(b):
                     return "synonym"
                 verb_forms = word.endswith(("ed", "ing")) or other.endswith(("ed", "ing"))
-                if not verb_forms and set(self.nouns.get(a, ())[:GENERAL_SENSES]) & self._broader(b):
+                if not verb_forms and set(self.nouns(a)[:GENERAL_SENSES]) & self._broader(b):
                     return "more general"
-                if b in self.derived.get(a, ()) or a in self.derived.get(b, ()):
+                if b in self.derived(a) or a in self.derived(b):
                     return "derived"
         return None
 
