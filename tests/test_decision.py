@@ -14,11 +14,11 @@ from assistant.decision import DecisionModel, load_model
 from assistant.embeddings import HashEmbedder
 from assistant.evidence import FEATURES, holds_type
 from assistant.kinds import kind_info, kind_label, register_kinds
-from tests.conftest import ROOT
 from assistant.question import analyse, answer_type, strip_markup
 from assistant.text import STOPWORDS, terms
 from assistant.units import unit_spans
 from assistant.vocabulary import Vocabulary, _data
+from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize(

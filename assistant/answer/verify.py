@@ -56,7 +56,7 @@ MODAL_HEDGES = frozenset(
      "suggest", "suggests", "suggested", "proposed", "propose", "thought", "hope", "hopes", "hoped", "aim", "aims",
      "expected", "planned", "plans", "hint", "hints", "promising", "preliminary", "early", "believe", "believes",
      "believed", "appear", "appears", "appeared", "seem", "seems", "seemed", "probably", "probable", "uncertain",
-     "want", "wants", "wanted", "intend", "intends", "intended", "plan", "aim", "aimed"}
+     "want", "wants", "wanted", "intend", "intends", "intended", "plan", "aimed"}
 )  # fmt: skip
 INABILITY_HEDGES = re.compile(
     r"\b(cannot|can't|can not|could not|not yet|not known|unknown|unclear|not clear|too small|no way)\b"
