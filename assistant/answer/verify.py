@@ -237,8 +237,8 @@ def _negated_heads(text: str) -> set[str]:
                         continue
                     heads.add(_lemma(nxt))
                     break
-            elif _prefix_denial(token):
-                heads.add(_prefix_denial(token))  # type: ignore[arg-type]
+            elif denied := _prefix_denial(token):
+                heads.add(denied)
     return heads
 
 
@@ -436,11 +436,12 @@ def _exclusive_problem(claim_tokens: set[str], quote_tokens: set[str]) -> str | 
     for members in EXCLUSIVE_CLASSES:
         said, other = [], []
         for member in members:
-            names = {stem(m) for m in member.split("|")}
+            spellings = member.split("|")
+            names = {stem(m) for m in spellings}
             if names & claim_stems and not names & quote_stems:
-                said.append(member.split("|")[0])
+                said.append(spellings[0])
             if names & quote_stems and not names & claim_stems:
-                other.append(member.split("|")[0])
+                other.append(spellings[0])
         if said and other:
             return f"says '{said[0]}' where the quote says '{other[0]}'"
     if claim_tokens & EXCLUSIVE and not quote_tokens & EXCLUSIVE:
