@@ -26,38 +26,66 @@ from urllib.parse import urlsplit
 from assistant.settings import Settings
 
 DEFAULT_LEVELS = (10, 30, 50)
+WARM_UP_QUESTIONS = 10
 
-# Ten varied questions, asked in turn by each client (each starts at its own offset): plain, slang,
-# typo, context, multipart, a follow-up with history, clinician, near-topic, off-topic, safety.
-LOAD_QUESTIONS: tuple[dict[str, Any], ...] = (
-    {"question": "How many people took part in the trial?"},
-    {"question": "so did the spine shot wreck anybody, like put someone in the hospital?"},
-    {"question": "how many pateints had side affects?"},
-    {
-        "question": "My daughter broke her neck in a car crash and her doctors graded it AIS A right after. "
-        "What injury grades did this study take people with?"
-    },
-    {"question": "How many cells did they give, and how were they put into the body?"},
-    {
-        "question": "and how many people had those?",
-        "history": [
-            {"role": "user", "content": "What side effects did people get?"},
-            {
-                "role": "assistant",
-                "content": "The most common side effects were headache and musculoskeletal pain. "
-                "No serious adverse events occurred.",
-            },
-        ],
-    },
-    {"question": "What was the primary outcome, and did the study meet it?", "audience": "clinician"},
-    {"question": "Did the stem cells work better than physical therapy alone?"},
-    {"question": "What is the best recipe for banana bread?"},
-    {"question": "Should I stop my medication and get this stem cell shot instead?"},
-)
+DEFAULT_QUESTIONS = "data/load-questions.yaml"  # in the package; ten questions of every style
+
+
+def load_questions(path: Path | None = None) -> list[dict[str, Any]]:
+    """The request bodies the clients send, in turn: the package's ten by default, or a YAML list
+    of questions (``question`` or ``q`` as in tests/eval, with optional ``history`` and ``audience``)."""
+    import yaml
+
+    try:
+        if path is None:
+            from importlib import resources
+
+            text = resources.files("assistant").joinpath(DEFAULT_QUESTIONS).read_text(encoding="utf-8")
+        else:
+            text = path.read_text(encoding="utf-8")
+        entries = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise LoadError(f"cannot read the questions from {path}: {exc}") from None
+    if not isinstance(entries, list):
+        raise LoadError(f"{path}: expected a YAML list of questions")
+    bodies = []
+    for entry in entries:
+        question = entry.get("question", entry.get("q")) if isinstance(entry, dict) else None
+        if not isinstance(question, str) or not question.strip():
+            raise LoadError(f"{path}: every entry needs a question (`question:` or `q:`), not {entry!r:.80}")
+        turns = entry.get("history") or []
+        if not isinstance(turns, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("role"), str) and isinstance(t.get("content"), str) for t in turns
+        ):
+            raise LoadError(f"{path}: a history is a list of {{role, content}}, not {turns!r:.80}")
+        history = [{"role": t["role"], "content": t["content"]} for t in turns]
+        bodies.append({"question": question, "history": history, "audience": entry.get("audience", "patient")})
+    if not bodies:
+        raise LoadError(f"{path}: no questions")
+    return bodies
 
 
 class LoadError(Exception):
     """The load bench cannot run as asked (bad URL, server not healthy)."""
+
+
+class QuestionPool:
+    """The questions, walked in turn by all clients of all levels (one event loop: no lock), so a
+    pool larger than the requests sent asks each question once; counts how many were repeats."""
+
+    def __init__(self, bodies: list[dict[str, Any]]) -> None:
+        self.bodies = bodies
+        self.sent = 0
+        self.asked: set[int] = set()
+        self.repeats = 0
+
+    def next(self) -> dict[str, Any]:
+        i = self.sent % len(self.bodies)
+        self.sent += 1
+        if i in self.asked:
+            self.repeats += 1
+        self.asked.add(i)
+        return self.bodies[i]
 
 
 @dataclass
@@ -154,15 +182,13 @@ def _has_answer(response: Any) -> bool:
 
 
 async def _client(
-    http: Any, base: str, number: int, level: Level, deadline: float, budget: list[int], timeout: float
+    http: Any, base: str, pool: QuestionPool, level: Level, deadline: float, budget: list[int], timeout: float
 ) -> None:
     import httpx
 
-    i = number  # each client starts at its own question
     while time.perf_counter() < deadline and budget[0] > 0:
         budget[0] -= 1
-        body = {"audience": "patient", "history": [], **LOAD_QUESTIONS[i % len(LOAD_QUESTIONS)]}
-        i += 1
+        body = pool.next()
         started = time.perf_counter()
         try:
             response = await http.post(base + "/api/ask", json=body, timeout=timeout)
@@ -208,7 +234,13 @@ def _health_poller(base: str, interval: float, level: Level, pids: list[int], st
 
 
 async def _run_level(
-    base: str, clients: int, seconds: float, max_requests: int | None, timeout: float, health_interval: float,
+    base: str,
+    pool: QuestionPool,
+    clients: int,
+    seconds: float,
+    max_requests: int | None,
+    timeout: float,
+    health_interval: float,
     pids: list[int],
 ) -> Level:
     import httpx
@@ -224,7 +256,7 @@ async def _run_level(
         started = time.perf_counter()
         budget = [max_requests if max_requests is not None else 1 << 62]
         await asyncio.gather(
-            *(_client(http, base, n, level, started + seconds, budget, timeout) for n in range(clients))
+            *(_client(http, base, pool, level, started + seconds, budget, timeout) for _ in range(clients))
         )
         level.elapsed_s = time.perf_counter() - started
         stop.set()
@@ -232,13 +264,13 @@ async def _run_level(
     return level
 
 
-def _warm_up(base: str, timeout: float) -> None:
-    """Each question once, one at a time, before anything is measured."""
+def _warm_up(base: str, pool: QuestionPool, timeout: float) -> None:
+    """The pool's first ten questions, one at a time, before anything is measured (they count as asked)."""
     import httpx
 
     with httpx.Client(timeout=timeout) as http:
-        for body in LOAD_QUESTIONS:
-            response = http.post(base + "/api/ask", json={"audience": "patient", "history": [], **body})
+        for _ in range(min(WARM_UP_QUESTIONS, len(pool.bodies))):
+            response = http.post(base + "/api/ask", json=pool.next())
             if response.status_code != 200:
                 raise LoadError(f"warm-up question got {response.status_code}: {response.text[:200]}")
 
@@ -286,6 +318,7 @@ def bench_load(
     max_requests: int | None = None,
     timeout: float = 60.0,
     health_interval: float = 0.1,
+    questions: Path | None = None,
 ) -> dict[str, Any]:
     import httpx
 
@@ -295,6 +328,7 @@ def bench_load(
         raise LoadError("levels must be positive client counts; seconds, timeout and health interval positive")
     if max_requests is not None and max_requests < 1:
         raise LoadError("--requests must be at least 1")
+    pool = QuestionPool(load_questions(questions))
     result: dict[str, Any] = {"loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg())}
     with contextlib.ExitStack() as cleanup:
         proc = None
@@ -323,22 +357,24 @@ def bench_load(
         pids = server_pids(port) or ([proc.pid] if proc is not None else [])
         result.update(
             server_pids=pids,
-            questions=len(LOAD_QUESTIONS),
+            questions=f"{len(pool.bodies)} from {questions or 'the package (' + DEFAULT_QUESTIONS + ')'}",
             seconds_per_level=seconds,
             max_requests_per_level=max_requests,
             request_timeout_s=timeout,
             health_interval_s=health_interval,
         )
-        _warm_up(base, timeout)
+        _warm_up(base, pool, timeout)
         figures = []
         for clients in levels:
             cpu_before = sum(cpu_seconds(pid) for pid in pids)
             own_before = _own_cpu_s()
-            level = asyncio.run(_run_level(base, clients, seconds, max_requests, timeout, health_interval, pids))
+            level = asyncio.run(_run_level(base, pool, clients, seconds, max_requests, timeout, health_interval, pids))
             cpu_used = sum(cpu_seconds(pid) for pid in pids) - cpu_before
             figures.append(_level_figures(level, pids, cpu_used, _own_cpu_s() - own_before))
             time.sleep(1.0)  # let the server settle between levels
         result["levels"] = figures
+        # A question asked before may find its vectors in the server's cache (ASSISTANT_EMBEDDING_CACHE).
+        result["requests_repeating_a_question"] = f"{pool.repeats} of {pool.sent}"
     result["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return result
 
@@ -372,9 +408,7 @@ def format_load(result: dict[str, Any]) -> str:
     for level in levels:
         errors = ", ".join(f"{k}: {v}" for k, v in level["errors_by_status"].items()) or "none"
         health_errors = ", ".join(f"{k}: {v}" for k, v in level["health_errors_by_status"].items()) or "none"
-        rss = ", ".join(
-            f"pid {pid} {mb} MB (peak {level['rss_peak_mb'][pid]})" for pid, mb in level["rss_mb"].items()
-        )
+        rss = ", ".join(f"pid {pid} {mb} MB (peak {level['rss_peak_mb'][pid]})" for pid, mb in level["rss_mb"].items())
         lines.append(
             f"{level['clients']} clients: errors {errors}; health {level['health_requests']} polls,"
             f" p50 {level['health_p50_ms']} ms, errors {health_errors}; rss {rss};"

@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="`bench load`: one request's timeout in s (default 60)")
     p.add_argument("--health-interval", type=float, default=0.1,
                    help="`bench load`: seconds between two /api/health polls (default 0.1)")
+    p.add_argument("--questions", type=Path, default=None,
+                   help="`bench load`: a YAML list of questions to ask in turn (tests/eval's format will do;"
+                        " default: the package's ten)")
     p.add_argument("--json", action="store_true")
     return parser
 
@@ -183,5 +186,6 @@ def _bench(settings, args) -> int:
         "max_requests": args.requests,
         "timeout": args.timeout,
         "health_interval": args.health_interval,
+        "questions": args.questions,
     }
     return bench_main(settings, args.what, args.chunks, args.json, load)

@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import re
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -77,9 +78,15 @@ class SentenceTransformerEmbedder:
     a lock (torch already uses both cores inside one call, so serialising calls costs little),
     and ``count_tokens`` uses a tokenizer of its own per thread, so the ingest's chunker thread
     keeps counting while the model encodes.
+
+    Vectors of short texts are kept in a bounded LRU: one question is embedded by the safety check
+    and again by retrieval (as a whole and as its only part), and popular questions come back.
     """
 
-    def __init__(self, model_dir: Path, expected_sha256: str | None, name: str) -> None:
+    CACHE_MAX_CHARS = 1000  # chunks and long pastes are not worth keeping
+
+    def __init__(self, model_dir: Path, expected_sha256: str | None, name: str, cache_entries: int = 4096) -> None:
+        """``cache_entries``: texts whose vectors are kept (384 float32 each: 6 MB for 4096); 0 keeps none."""
         verify_model_dir(model_dir, expected_sha256)
         from sentence_transformers import SentenceTransformer
 
@@ -87,6 +94,13 @@ class SentenceTransformerEmbedder:
         self._model_dir = model_dir
         self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
         self._encode_lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._cache_entries = cache_entries
+        dimension = (
+            getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        )
+        self._dim = int(dimension() or 384)
         self._counting_json = self._model.tokenizer.backend_tokenizer.to_str()
         self._local = threading.local()
         # Room for [CLS] and [SEP]; text beyond max_seq_length would be cut silently.
@@ -117,13 +131,32 @@ class SentenceTransformerEmbedder:
         return frozenset(w for w in lines if w.isalpha() and w.islower() and len(w) > 1)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        with self._encode_lock:
-            vectors = self._model.encode(
-                texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-            )
-        return np.asarray(vectors, dtype=np.float32)
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        found: dict[str, np.ndarray] = {}
+        with self._cache_lock:
+            for text in texts:
+                vector = self._cache.get(text)
+                if vector is not None:
+                    self._cache.move_to_end(text)
+                    found[text] = vector
+        missing = list(dict.fromkeys(t for t in texts if t not in found))  # each text once, in order
+        if missing:
+            with self._encode_lock:
+                vectors = self._model.encode(
+                    missing, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                )
+            fresh = dict(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
+            found.update(fresh)
+            with self._cache_lock:
+                for text, vector in fresh.items():
+                    if self._cache_entries and len(text) <= self.CACHE_MAX_CHARS:
+                        vector.setflags(write=False)
+                        self._cache[text] = vector
+                while len(self._cache) > self._cache_entries:
+                    self._cache.popitem(last=False)
+        for row, text in enumerate(texts):
+            out[row] = found[text]
+        return out
 
     def embed_with_spans(
         self, texts: list[str], spans: list[list[tuple[int, int]]]
@@ -196,10 +229,14 @@ class HashEmbedder:
 
 def make_embedder(settings: Settings) -> Embedder:
     if settings.embedding_model == PACKAGED_MODEL:
-        return SentenceTransformerEmbedder(packaged_model_dir(), settings.embedding_sha256, PACKAGED_MODEL)
+        return SentenceTransformerEmbedder(
+            packaged_model_dir(), settings.embedding_sha256, PACKAGED_MODEL, settings.embedding_cache
+        )
     path = Path(settings.embedding_model)
     if not path.is_dir():
         raise ModelError(
             f"embedding model {settings.embedding_model!r} is not a local directory; models are loaded from disk only"
         )
-    return SentenceTransformerEmbedder(path, settings.embedding_sha256, settings.embedding_model)
+    return SentenceTransformerEmbedder(
+        path, settings.embedding_sha256, settings.embedding_model, settings.embedding_cache
+    )

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         description="threads per answer while serving (OMP/BLAS/torch; 0: the libraries' defaults, one per core)."
         " Many answers run at once, so one thread each wastes less time waiting; `assistant ingest` keeps the default.",
     )
+    embedding_cache: int = Field(
+        4096,
+        ge=0,
+        description="Vectors of recent short texts kept in memory (questions, safety sentences; 1.5 KB each);"
+        " a question asked again skips the model. 0 keeps none.",
+    )
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at /metrics.")
     log_questions: bool = Field(
         False, description="Put question and answer text (and full UI tracebacks) in the request log."

@@ -29,11 +29,30 @@ def _texts(n: int, seed: int) -> list[str]:
     return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 60))) for _ in range(n)]
 
 
-def test_counting_and_embedding_in_many_threads_match_one_thread(real_embedder) -> None:  # type: ignore[no-untyped-def]
-    texts = _texts(96, seed=7)
+@pytest.fixture(scope="module")
+def uncached_embedder():  # type: ignore[no-untyped-def]
+    """The model with no vector cache: every call encodes, so calls race inside the model."""
+    from assistant.embeddings import SentenceTransformerEmbedder, packaged_model_dir
+    from assistant.settings import PACKAGED_MODEL
+
+    settings = make_settings(Path("unused"))
+    return SentenceTransformerEmbedder(packaged_model_dir(), settings.embedding_sha256, PACKAGED_MODEL, cache_entries=0)
+
+
+@pytest.mark.parametrize("which", ["uncached", "cached"])
+def test_counting_and_embedding_in_many_threads_match_one_thread(  # type: ignore[no-untyped-def]
+    which, real_embedder, uncached_embedder
+) -> None:
+    """Uncached: concurrent encodes and token counts. Cached: the same, plus threads reading and
+    filling the shared vector cache (the batches overlap, so some texts hit and some miss)."""
+    embedder = uncached_embedder if which == "uncached" else real_embedder
+    texts = _texts(96, seed=7 if which == "uncached" else 8)
     batches = [texts[i : i + 4] for i in range(0, len(texts), 4)]
-    expected_vectors = [real_embedder.embed(b) for b in batches]
-    expected_counts = [real_embedder.count_tokens(t) for t in texts]
+    expected_vectors = [uncached_embedder.embed(b) for b in batches]
+    expected_counts = [uncached_embedder.count_tokens(t) for t in texts]
+    if which == "cached":  # overlapping batches: half of each is in the one before
+        batches = [texts[max(0, i - 2) : i + 2] for i in range(2, len(texts), 2)]
+        expected_vectors = [uncached_embedder.embed(b) for b in batches]
 
     stop = threading.Event()
     count_errors: list[str] = []
@@ -41,14 +60,14 @@ def test_counting_and_embedding_in_many_threads_match_one_thread(real_embedder) 
     def count_forever() -> None:
         while not stop.is_set():
             for text, expected in zip(texts, expected_counts, strict=True):
-                got = real_embedder.count_tokens(text)
+                got = embedder.count_tokens(text)
                 if got != expected:
                     count_errors.append(f"{got} tokens, expected {expected}")
 
     def embed(i: int) -> str | None:
         batch = i % len(batches)
         try:
-            got = real_embedder.embed(batches[batch])
+            got = embedder.embed(batches[batch])
         except Exception as exc:  # the race raised ValueError from the tokenizer
             return f"call {i}: {type(exc).__name__}: {exc}"
         if not np.allclose(got, expected_vectors[batch], atol=1e-5):
@@ -67,6 +86,22 @@ def test_counting_and_embedding_in_many_threads_match_one_thread(real_embedder) 
             thread.join()
     assert not problems, f"{len(problems)} of {EMBED_CALLS} embed calls failed: {problems[:3]}"
     assert not count_errors, count_errors[:3]
+
+
+def test_cached_vectors_are_the_encoded_ones_and_a_result_cannot_change_them(  # type: ignore[no-untyped-def]
+    real_embedder, uncached_embedder
+) -> None:
+    texts = [
+        "Which side effects did the cached question see?",
+        "A second text.",
+        "Which side effects did the cached question see?",
+    ]
+    first = real_embedder.embed(texts)
+    assert np.allclose(first, uncached_embedder.embed(texts), atol=1e-5)
+    first[:] = 0.0  # the caller owns what it got
+    again = real_embedder.embed(texts[::-1])
+    assert np.allclose(again, uncached_embedder.embed(texts[::-1]), atol=1e-5)
+    assert np.array_equal(again[0], again[2])
 
 
 def test_ingest_while_questions_are_answered(pipeline, real_embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

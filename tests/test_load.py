@@ -11,11 +11,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from assistant.bench_load import LoadError, check_url, format_load, percentile
+from assistant.bench_load import LoadError, QuestionPool, check_url, format_load, load_questions, percentile
 from tests.conftest import ROOT
 from tests.test_api import start_server, stop
 
@@ -35,6 +36,30 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentile([3.0], 0.99) == 3.0
 
 
+def test_questions_come_from_the_package_or_a_yaml_list_and_repeats_are_counted(tmp_path: Path) -> None:
+    default = load_questions()
+    assert len(default) == 10 and all(b["question"].strip() and b["audience"] for b in default)
+    assert any(b["history"] for b in default)  # the follow-up keeps its history
+    given = tmp_path / "q.yaml"
+    given.write_text('- q: "Where was it done?"\n- question: "Who paid?"\n  audience: clinician\n')
+    bodies = load_questions(given)
+    assert [(b["question"], b["audience"], b["history"]) for b in bodies] == [
+        ("Where was it done?", "patient", []),
+        ("Who paid?", "clinician", []),
+    ]
+    pool = QuestionPool(bodies)
+    assert [pool.next()["question"] for _ in range(5)] == ["Where was it done?", "Who paid?"] * 2 + [
+        "Where was it done?"
+    ]
+    assert (pool.sent, pool.repeats) == (5, 3)
+    for text in ("{}", "[]", "- answer: 3\n", "- q: '  '\n", "[unclosed", "- q: a\n  history: [3]\n"):
+        given.write_text(text)
+        with pytest.raises(LoadError):
+            load_questions(given)
+    with pytest.raises(LoadError):
+        load_questions(tmp_path / "missing.yaml")
+
+
 def _bench_load(*args: str, env: dict[str, str]) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "assistant", "bench", "load", "--clients", "2", "--seconds", "2", "--json", *args],
@@ -48,8 +73,8 @@ def _bench_load(*args: str, env: dict[str, str]) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _check_figures(result: dict[str, Any]) -> None:
-    assert result["bench"] == "load" and result["questions"] == 10
+def _check_figures(result: dict[str, Any], questions: str = "10 from the package") -> None:
+    assert result["bench"] == "load" and result["questions"].startswith(questions)
     (level,) = result["levels"]
     assert level["clients"] == 2
     for key in FIGURES:
@@ -79,9 +104,13 @@ def served(built_index) -> Iterator[str]:  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_bench_load_measures_a_running_app(served: str) -> None:
-    result = _bench_load("--url", served, env={})
+    """Here with a question file of tests/eval: more questions than requests, so none repeats."""
+    dev = ROOT / "tests" / "eval" / "celltop" / "questions-dev.yaml"
+    result = _bench_load("--url", served, "--questions", str(dev), "--requests", "20", env={})
     assert result["server"] == "given with --url" and result["url"] == served
-    _check_figures(result)
+    _check_figures(result, questions=f"{len(load_questions(dev))} from {dev}")
+    sent = 10 + result["levels"][0]["requests"]
+    assert result["requests_repeating_a_question"] == f"0 of {sent}"
 
 
 SESSIONS = 20
