@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from assistant.bench_load import LoadError, QuestionPool, check_url, format_load, load_questions, percentile
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_settings
 from tests.test_api import start_server, stop
 
 FIGURES = ("requests", "answers", "req_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "health_p95_ms")
@@ -158,3 +159,68 @@ def test_twenty_chat_sessions_at_once_each_get_their_answers(served: str) -> Non
             elif turn == 1 and ('href="#src-' not in text or 'class="answer-sources"' not in outputs[2]):
                 problems.append(f"session {n}: the answer has no sources: {text[:200]!r}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_kill_9_under_load_loses_nothing_and_a_restart_serves_the_same_answers(  # type: ignore[no-untyped-def]
+    built_index, real_embedder, tmp_path: Path
+) -> None:
+    """SIGKILL of the app while 16 clients ask: the index it served from is whole (the next ingest
+    finds every document unchanged and embeds nothing), no lock is left behind (that ingest runs),
+    and a restarted app answers as before."""
+    import shutil
+    import signal
+    import threading
+
+    import httpx
+
+    from assistant.ingest import ingest
+
+    settings = make_settings(tmp_path / "data")
+    shutil.copytree(built_index.data_dir, settings.data_dir)
+    probe = {"question": QUESTIONS[0], "audience": "clinician", "history": []}
+    proc, base = start_server(settings)
+    answered: list[int] = []
+    stop_clients = threading.Event()
+    try:
+        before = httpx.post(base + "/api/ask", json=probe, timeout=60).json()
+
+        def client(n: int) -> None:
+            with httpx.Client(timeout=30) as http:
+                i = n
+                while not stop_clients.is_set():
+                    body = {"question": QUESTIONS[i % len(QUESTIONS)], "audience": "patient", "history": []}
+                    i += 1
+                    try:
+                        if http.post(base + "/api/ask", json=body).status_code == 200:
+                            answered.append(1)
+                    except httpx.HTTPError:
+                        return  # the server is gone
+
+        threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 120
+        while len(answered) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(answered) >= 30, "the app did not answer under load"
+        proc.send_signal(signal.SIGKILL)  # with answers in flight
+        proc.wait(timeout=30)
+    finally:
+        stop_clients.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+
+    report = ingest(settings, real_embedder)
+    assert report.documents == report.unchanged > 0 and report.embedded_chunks == 0 and not report.skipped
+
+    proc, base = start_server(settings)
+    try:
+        after = httpx.post(base + "/api/ask", json=probe, timeout=60).json()
+    finally:
+        stop(proc)
+    assert after["answer"] == before["answer"] and after["citations"] == before["citations"]
