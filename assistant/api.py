@@ -262,7 +262,7 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
     )
     app.state.holder = holder
     _offline_docs(app)
-    slots = AnswerSlots(settings.max_answers_in_flight, settings.answer_wait_s, settings.max_answers_waiting)
+    slots = AnswerSlots(settings.answers_in_flight, settings.answer_wait_s, settings.max_answers_waiting)
     metrics = Metrics(lambda: holder.pipeline, slots, lambda: holder.store_problem is None)
     holder.wrap = lambda pipeline: cast(Pipeline, GatedPipeline(pipeline, slots, metrics, settings.log_questions))
     if holder.pipeline is not None and not isinstance(holder.pipeline, GatedPipeline):

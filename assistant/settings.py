@@ -14,6 +14,7 @@ from assistant.errors import UserError
 PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
 PACKAGED_MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 ENV_PREFIX = "ASSISTANT_"
+LLM_ANSWERS_IN_FLIGHT = 16
 DEFAULT_MAX_FILE_MB = 10
 
 
@@ -87,8 +88,12 @@ class Settings(BaseSettings):
         1_048_576, ge=1024, description="Largest request body accepted (413 beyond it, refused before it is read)."
     )
     body_timeout_s: float = Field(10.0, gt=0, description="Time allowed to receive a whole request body (408 beyond).")
-    max_answers_in_flight: int = Field(
-        16, ge=1, description="Answers computed at once (API and UI together); others wait for a slot."
+    max_answers_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="Answers computed at once (API and UI together); others wait for a slot. Default: the"
+        " number of cores for the extractive answerer (more threads only fight over the GIL), 16 for an LLM"
+        " (its answers wait on the network).",
     )
     answer_wait_s: float = Field(
         5.0, ge=0, description="How long a question waits for an answer slot before 503 with Retry-After."
@@ -132,6 +137,12 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def answers_in_flight(self) -> int:
+        if self.max_answers_in_flight is not None:
+            return self.max_answers_in_flight
+        return LLM_ANSWERS_IN_FLIGHT if self.answerer == "llm" else max(1, len(os.sched_getaffinity(0)))
 
     @property
     def index_dir(self) -> Path:
