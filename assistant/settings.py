@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     def answers_in_flight(self) -> int:
         if self.max_answers_in_flight is not None:
             return self.max_answers_in_flight
-        return LLM_ANSWERS_IN_FLIGHT if self.answerer == "llm" else max(1, len(os.sched_getaffinity(0)))
+        return LLM_ANSWERS_IN_FLIGHT if self.answerer == "llm" else usable_cores()
 
     @property
     def index_dir(self) -> Path:
@@ -151,6 +151,14 @@ class Settings(BaseSettings):
     @property
     def feedback_path(self) -> Path:
         return self.data_dir / "feedback.jsonl"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def load_settings(**overrides: object) -> Settings:

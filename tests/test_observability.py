@@ -3,7 +3,6 @@ id, timings and the outcome; /metrics for Prometheus; question text only when a 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from assistant.settings import usable_cores
 from tests.gradio_events import ask_ui
 from tests.test_api import start_server, stop
 
@@ -135,7 +135,7 @@ def test_metrics_count_requests_and_answers_by_outcome(quiet: Server) -> None:
     assert value("assistant_index_documents") == 8 and value("assistant_index_chunks") > 20
     assert value("assistant_index_generation") >= 1
     assert value("assistant_vector_store_up") == 1 and value("assistant_ready") == 1
-    cores = len(os.sched_getaffinity(0))  # the extractive answerer's default: one answer per core
+    cores = usable_cores()  # the extractive answerer's default: one answer per core
     assert value("assistant_answers_in_flight") == 0 and value("assistant_answers_in_flight_limit") == cores
     assert value("process_resident_memory_bytes") > 0
     # Labels come from fixed sets: no question text, no path as sent.
