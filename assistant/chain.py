@@ -269,11 +269,10 @@ class Pipeline:
                 similarity = snapshot.unit_matrix @ vector
                 for row in np.argsort(-similarity)[: params.dense_candidates]:
                     rows.add(int(row))
-            # A unit that asks ("Do I need to charge it?", an FAQ's heading) states nothing to quote.
             units = [
                 snapshot.units[r]
                 for r in sorted(rows)
-                if snapshot.units[r].doc.id in allowed and not snapshot.units[r].text.rstrip().endswith("?")
+                if snapshot.units[r].doc.id in allowed and not snapshot.units[r].asks
             ]
             evidence = PartEvidence(part.text, part.answer_type, query, vector, units, retrieved_chunks=chunks)
             compute_features(snapshot, matcher, evidence, context_words, params.synonym_credit, params.heading_credit)

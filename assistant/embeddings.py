@@ -229,14 +229,13 @@ class HashEmbedder:
 
 def make_embedder(settings: Settings) -> Embedder:
     if settings.embedding_model == PACKAGED_MODEL:
-        return SentenceTransformerEmbedder(
-            packaged_model_dir(), settings.embedding_sha256, PACKAGED_MODEL, settings.embedding_cache
-        )
-    path = Path(settings.embedding_model)
-    if not path.is_dir():
-        raise ModelError(
-            f"embedding model {settings.embedding_model!r} is not a local directory; models are loaded from disk only"
-        )
+        path = packaged_model_dir()
+    else:
+        path = Path(settings.embedding_model)
+        if not path.is_dir():
+            raise ModelError(
+                f"embedding model {settings.embedding_model!r} is not a local directory; models are loaded from disk only"
+            )
     return SentenceTransformerEmbedder(
         path, settings.embedding_sha256, settings.embedding_model, settings.embedding_cache
     )

@@ -37,6 +37,7 @@ class Unit:
     sequence: tuple[str, ...]
     words: tuple[int, ...]  # rows of its words in ``Snapshot.word_matrix``
     head_terms: frozenset[str]  # the document title's and the section headings' terms
+    asks: bool  # a question ("Do I need to charge it?", an FAQ's heading): it states nothing to quote
 
     @property
     def text(self) -> str:
@@ -116,6 +117,7 @@ class Snapshot:
                             dict.fromkeys(self.word_index[w] for w in surface_words(text) if w in self.word_index)
                         ),
                         head_terms=head,
+                        asks=text.rstrip().endswith("?"),
                     )
                 )
                 context_rows.append(vectors_of[chunk.id][i])

@@ -5,20 +5,32 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from typing import Any
 
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 _NUMBER_RE = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\s?%)?")
+
+
+@lru_cache(maxsize=1)
+def vocabulary_data() -> dict[str, Any]:
+    """data/vocabulary.yaml, read once per process (the stop words, grade scales and synonyms)."""
+    from importlib import resources
+
+    import yaml
+
+    data = yaml.safe_load(resources.files("assistant").joinpath("data/vocabulary.yaml").read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("assistant/data/vocabulary.yaml must be a mapping")
+    return data
+
 
 def _stopwords() -> frozenset[str]:
     """scikit-learn's English stop words, less the words that change what a sentence says
     (negations, quantifiers, numbers) and the content words that list holds ("serious", "side",
     "move"; data/vocabulary.yaml `not_stopwords`), plus the chat fillers listed there."""
-    from importlib import resources
-
-    import yaml
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    data = yaml.safe_load(resources.files("assistant").joinpath("data/vocabulary.yaml").read_text(encoding="utf-8"))
+    data = vocabulary_data()
     meaningful = NEGATIONS | QUANTITY_WORDS | set(NUMBER_WORDS) | set(data.get("not_stopwords") or [])
     return frozenset(ENGLISH_STOP_WORDS - meaningful) | frozenset(data.get("fillers") or [])
 
@@ -82,12 +94,7 @@ _PERCENT_RE = re.compile(r"\b(\d+(?:\.\d+)?)\s?(?:%|percent\b)")
 def _grade_re() -> re.Pattern[str]:
     """A one-letter grade after "grade(d)" or after the name of a grading scale. The scales' names
     belong to a study's material, so they are data (data/vocabulary.yaml `grade_scales`)."""
-    from importlib import resources
-
-    import yaml
-
-    data = yaml.safe_load(resources.files("assistant").joinpath("data/vocabulary.yaml").read_text(encoding="utf-8"))
-    scales = [re.escape(str(s)) for s in data.get("grade_scales", [])]
+    scales = [re.escape(str(s)) for s in vocabulary_data().get("grade_scales", [])]
     names = "|".join([*scales, r"[Gg]rades?", r"[Gg]raded"])
     again = rf"(?:(?:{'|'.join(scales)})\s+)?" if scales else ""
     return re.compile(rf"\b(?:{names})\s+([A-E])\b(?:\s*(?:or|and|to|,)\s*{again}([A-E])\b)?")

@@ -6,21 +6,17 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
-import yaml
-
-from assistant.text import STOPWORDS, grade_terms, normalize, proportion_terms, terms, words
+from assistant.text import STOPWORDS, grade_terms, normalize, proportion_terms, terms, vocabulary_data, words
 
 EXPANSION_WEIGHT = 0.5
 
 
 @lru_cache(maxsize=1)
 def _data() -> dict[str, Any]:
-    text = resources.files("assistant").joinpath("data/vocabulary.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    if not isinstance(data, dict) or not isinstance(data.get("synonyms"), list):
+    data = vocabulary_data()
+    if not isinstance(data.get("synonyms"), list):
         raise ValueError("assistant/data/vocabulary.yaml must have a 'synonyms' list")
     return data
 
