@@ -76,16 +76,16 @@ class QuestionPool:
     def __init__(self, bodies: list[dict[str, Any]]) -> None:
         self.bodies = bodies
         self.sent = 0
-        self.asked: set[int] = set()
-        self.repeats = 0
+
+    @property
+    def repeats(self) -> int:
+        """Requests that asked a question already asked: in turn, every one after the first lap."""
+        return max(0, self.sent - len(self.bodies))
 
     def next(self) -> dict[str, Any]:
-        i = self.sent % len(self.bodies)
+        body = self.bodies[self.sent % len(self.bodies)]
         self.sent += 1
-        if i in self.asked:
-            self.repeats += 1
-        self.asked.add(i)
-        return self.bodies[i]
+        return body
 
 
 @dataclass
