@@ -21,6 +21,7 @@ sentences around the quote, for what a pronoun refers to). The checks fail close
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
@@ -122,11 +123,16 @@ EXCLUSIVE_CLASSES = (
     ("approved", "experimental|investigational|unapproved"),
     ("recruiting", "completed", "terminated", "suspended", "withdrawn"),
     ("before", "during", "after"),
+    ("most", "least"),  # "the most severe" ("at least" and "at most" are bounds: see _superlatives)
 )  # fmt: skip
 # A claim that gives a cause ("because", "therefore") needs a quote that gives one.
 CAUSAL_CLAIM = frozenset({"because", "therefore", "thus", "hence", "consequently", "due"})
 CAUSAL_QUOTE = CAUSAL_CLAIM | {"so", "since", "led", "lead", "leads", "caused", "causes", "result", "resulted", "why", "reason"}
 _ORIGIN_STEMS = frozenset(stem(w) for w in ("result", "resulting", "due", "because", "cause", "led"))
+# A claim that something is going on now ("still recruiting") needs a quote in the present; a
+# quote in the past ("enrolled 10 adults") does not.
+ONGOING = frozenset({"still", "currently", "ongoing"})
+CONTINUING = frozenset({"is", "are", "continue", "continues", "continuing", "remain", "remains", "yet", "now", "active", "being", "recruiting", "enrolling"})
 EXCLUSIVE = frozenset({"only", "solely", "exclusively", "sole", "alone"})
 _THAN = re.compile(r"\b([a-z0-9]+) than (?:(?:in|for|among|with|on|at|the|those|a|an) )*([a-z0-9]+)")
 _NAME = re.compile(r"(?<=[\w,;:)] )([A-Z][a-z]+(?:[A-Z][a-z]+)*|[A-Z]{2,})\b")  # a capitalized word inside a sentence
@@ -430,6 +436,28 @@ def _order_problem(sentence: str, quote: str) -> str | None:
     return None
 
 
+def _swapped_words(sentence: str, quote: str, stems: set[str]) -> list[tuple[str, str]]:
+    """The words of ``stems`` that the claim puts in place of a single different word of the quote,
+    the words around them being the quote's own, each with the word it replaces."""
+    claim, said = _tokens(sentence), _tokens(quote)
+    matcher = difflib.SequenceMatcher(a=said, b=claim, autojunk=False)
+    out = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op != "replace" or i2 - i1 != 1 or j2 - j1 != 1:
+            continue
+        word, instead = claim[j1], said[i1]
+        if stem(word) not in stems or word in STOPWORDS or not _is_word(word) or not _is_word(instead):
+            continue
+        if instead not in STOPWORDS and stem(instead) not in {stem(t) for t in claim} and not lexicon().stated_by(word, instead):
+            out.append((word, instead))
+    return out
+
+
+def _superlatives(text: str) -> set[str]:
+    """The tokens of ``text``, with "at least" and "at most" (bounds, not superlatives) left out."""
+    return set(_tokens(re.sub(r"\bat (least|most)\b", " ", normalize(text))))
+
+
 def _exclusive_problem(claim_tokens: set[str], quote_tokens: set[str]) -> str | None:
     """A member of a closed class ("month", "West", "women") the quote replaces with another."""
     claim_stems, quote_stems = {stem(t) for t in claim_tokens}, {stem(t) for t in quote_tokens}
@@ -444,6 +472,8 @@ def _exclusive_problem(claim_tokens: set[str], quote_tokens: set[str]) -> str | 
                 other.append(spellings[0])
         if said and other:
             return f"says '{said[0]}' where the quote says '{other[0]}'"
+    if claim_tokens & ONGOING and not quote_tokens & (ONGOING | CONTINUING):
+        return "says '" + sorted(claim_tokens & ONGOING)[0] + "' (going on now) where the quote does not"
     if claim_tokens & EXCLUSIVE and not quote_tokens & EXCLUSIVE:
         return "says 'only' where the quote does not"
     if claim_tokens & CAUSAL_CLAIM and not quote_tokens & CAUSAL_QUOTE:
@@ -484,6 +514,54 @@ def _subclauses(tokens: list[str], anchor: Any = None) -> list[list[str]]:
     return [c for c in out if c]
 
 
+def _exchange_problem(sentence: str, quote: str) -> str | None:
+    """Two things the claim trades between its clauses: "people in the groups started sooner, while
+    people using the app started after weeks" for a quote that says it the other way round. A
+    content word the quote uses in one clause only belongs to that clause; when two claim clauses
+    each join words of the same two parallel quote clauses (clauses that share a word: "people ...
+    started"), different words each time, the claim has moved something from one to the other."""
+
+    surface: dict[str, str] = {}
+
+    def own(clauses: list[list[str]]) -> list[set[str]]:
+        out = []
+        for clause in clauses:
+            words = [t for t in clause if _is_word(t) and t not in STOPWORDS and t not in LIGHT_WORDS and len(t) > 2]
+            surface.update((stem(t), t) for t in words)
+            out.append({stem(t) for t in words})
+        return out
+
+    quote_clauses = own(_subclauses(_tokens(quote)))
+    if len(quote_clauses) < 2:
+        return None
+    home = {w: i for i, q in enumerate(quote_clauses) for w in q if sum(w in other for other in quote_clauses) == 1}
+    joined = []  # per claim clause: quote clause -> the words of it the claim clause holds
+    for words in own(_subclauses(_tokens(sentence))):
+        parts: dict[int, set[str]] = {}
+        for w in words:
+            if w in home:
+                parts.setdefault(home[w], set()).add(w)
+        joined.append(parts)
+    for a, parts_a in enumerate(joined):
+        for parts_b in joined[a + 1 :]:
+            common = sorted(set(parts_a) & set(parts_b))
+            for i in common:
+                for j in common:
+                    parallel = quote_clauses[i] & quote_clauses[j]  # "people ... started" in both
+                    if i < j and parallel and not parts_a[i] & parts_b[i] and not parts_a[j] & parts_b[j]:
+                        def word(part: set[str]) -> str:
+                            return surface[sorted(part)[0]]
+
+                        return (
+                            f"joins '{word(parts_a[j])}' to what the quote says of '{word(parts_a[i])}', "
+                            f"and '{word(parts_b[i])}' to what it says of '{word(parts_b[j])}'"
+                        )
+    return None
+
+
+_ONE_OTHER = frozenset({"1", "other"})  # "one ...; the other ...": each side owns its whole clause
+
+
 def _binding_problem(sentence: str, quote: str) -> str | None:
     """Two numbers or names that the claim ties together in one clause, where the quote ties one of
     them to another number or name instead ("1.6 days for the 30 mg dose" against "1.6 days for
@@ -491,7 +569,7 @@ def _binding_problem(sentence: str, quote: str) -> str | None:
     names = {n.lower() for n in _NAME.findall(sentence) + _NAME.findall(quote)} - STOPWORDS
 
     def kind(token: str) -> str | None:
-        if re.fullmatch(r"\d+(?:\.\d+)?", token):
+        if re.fullmatch(r"\d+(?:\.\d+)?", token) or token == "other":  # "one ...; the other ..."
             return "number"
         return "name" if token in names else None
 
@@ -512,10 +590,13 @@ def _binding_problem(sentence: str, quote: str) -> str | None:
                 t for t in here if t != a and t in quote_words and (kind(t) == kind(a) or (kind(a) == "name" and _is_word(t) and t not in STOPWORDS))
             ]
             if kind(a) == "number":
-                # A number goes with the nearest word that names what it counts ("52 were men").
+                # A number goes with the nearest word that names what it counts ("52 were men"), and
+                # with what its clause says before it ("chemotherapy was given to 78%"); a predicate
+                # after it may be shared by a list ("... and 4 on placebo stopped because of ...").
                 at = clause.index(a)
                 near = sorted((abs(i - at), i < at, t) for i, t in enumerate(clause) if distinctive(t))
                 partners += [near[0][2]] if near else []
+                partners += [t for t in clause[: len(clause) if a in _ONE_OTHER else at] if distinctive(t)]
             for w in partners:
                 if any(a in q and w in q for q in quote_clauses):
                     continue
@@ -607,8 +688,9 @@ class Verifier:
         surround_tokens = set(_tokens(surround))
         for check in (
             _direction_problem(claim_tokens, surround_tokens),
-            _exclusive_problem(claim_tokens, surround_tokens),
+            _exclusive_problem(_superlatives(sentence), _superlatives(surround)),
             _order_problem(sentence, surround),
+            _exchange_problem(sentence, quote),
             _binding_problem(sentence, quote),
             _quantifier_binding_problem(sentence, quote),
         ):
@@ -622,6 +704,12 @@ class Verifier:
         if unsupported_certainty:
             return "claims certainty or causation the quote does not (" + ", ".join(sorted(unsupported_certainty)) + ")"
 
+        # A term of the document's subject or title names no new fact where the claim adds it ("the
+        # trial enrolled"), but it does in place of a word of the quote ("one group participant" for
+        # "one app participant").
+        subject = {stem(w) for w in surface_words(topic)} | self._topic_terms(doc_id)
+        for word, instead in _swapped_words(sentence, surround, subject - {stem(w) for w in surface_words(surround)}):
+            return f"says '{word}' where the quote says '{instead}'"
         missing = self._unsupported_words(_CODE.sub(" ", sentence), f"{surround} {topic}", doc_id)
         if missing:
             return "the quote does not state: " + ", ".join(missing)
