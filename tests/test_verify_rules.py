@@ -39,6 +39,9 @@ KEPT = [
      "Itching, swelling or pain may occur where the needle went in."),
     ("The drug is experimental.", "The drug is still experimental."),
     ("Grade 1 is the most severe.", "At least one grade is the most severe."),
+    ("Grade D means an incomplete injury.", "Grade D stands for an incomplete injury."),
+    ("Headaches can last for two days.", "Headaches may last for two days."),
+    ("Some patients needed a second dose.", "A second dose was needed by some patients."),
 ]  # fmt: skip
 
 DROPPED = [
@@ -62,6 +65,14 @@ DROPPED = [
      "Men using the device waited longer, while men in the clinic arm started at once.", "joins 'device'"),
     ("Grade 1 is the most severe.", "Grade 1 is the least severe.", "says 'least' where the quote says 'most'"),
     ("The trial enrolled 40 adults.", "The trial is still enrolling adults.", "going on now"),
+    ("At the end, 6 of the 12 patients walked without help.",
+     "The drug led 6 of the 12 patients to walk without help by the end.", "claims causation"),
+    ("Grade D means an incomplete injury.", "Grade D means a complete injury.",
+     "says 'complete' where the quote says 'incomplete'"),
+    ("Headaches can last for two days.", "Headaches last for two days.", "hedge (can)"),
+    ("Some recovery of AIS grade can happen without any treatment.",
+     "Some recovery of AIS grade cannot happen without any treatment.", "hedge (can)"),
+    ("Some patients needed a second dose.", "Patients needed a second dose.", "drops the quote's 'some'"),
 ]  # fmt: skip
 
 
@@ -74,6 +85,13 @@ def test_a_faithful_rewording_is_kept(verifier: Verifier, quote: str, claim: str
 def test_a_false_claim_is_dropped_with_its_reason(verifier: Verifier, quote: str, claim: str, reason: str) -> None:
     problem = verifier.problem(claim, quote)
     assert problem is not None and reason in problem, problem
+
+
+def test_a_unit_is_checked_against_the_quote_not_the_sentence_beside_it(verifier: Verifier) -> None:
+    beside = "Treatment starts 4 weeks after surgery."
+    assert verifier.problem("It is given twice a day.", "It is given twice a day.", beside) is None
+    problem = verifier.problem("It is given twice a week.", "It is given twice a day.", beside)
+    assert problem == "says 'week' where the quote says 'day'"
 
 
 def test_a_word_of_the_documents_subject_may_name_it_but_not_replace_a_word_of_the_quote(verifier: Verifier) -> None:

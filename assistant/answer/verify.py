@@ -57,7 +57,7 @@ MODAL_HEDGES = frozenset(
      "suggest", "suggests", "suggested", "proposed", "propose", "thought", "hope", "hopes", "hoped", "aim", "aims",
      "expected", "planned", "plans", "hint", "hints", "promising", "preliminary", "early", "believe", "believes",
      "believed", "appear", "appears", "appeared", "seem", "seems", "seemed", "probably", "probable", "uncertain",
-     "want", "wants", "wanted", "intend", "intends", "intended", "plan", "aimed"}
+     "want", "wants", "wanted", "intend", "intends", "intended", "plan", "aimed", "can"}
 )  # fmt: skip
 INABILITY_HEDGES = re.compile(
     r"\b(cannot|can't|can not|could not|not yet|not known|unknown|unclear|not clear|too small|no way)\b"
@@ -128,6 +128,12 @@ EXCLUSIVE_CLASSES = (
 # A claim that gives a cause ("because", "therefore") needs a quote that gives one.
 CAUSAL_CLAIM = frozenset({"because", "therefore", "thus", "hence", "consequently", "due"})
 CAUSAL_QUOTE = CAUSAL_CLAIM | {"so", "since", "led", "lead", "leads", "caused", "causes", "result", "resulted", "why", "reason"}
+# "The injection led 7 of the 10 to improve", "resulted in fewer leaks": a cause, in a phrase.
+_CAUSAL_PHRASE = re.compile(
+    r"\b(?:led|leads|lead|leading)\b(?: [a-z0-9]+){0,6}? to (?!be\b)[a-z]+"
+    r"|\b(?:resulted|results|resulting) in\b|\bthanks to\b|\bbrought about\b|\bresponsible for\b"
+)
+_CAUSAL_QUOTE_STEMS = frozenset(stem(w) for w in CAUSAL_QUOTE | CERTAINTY | {"because", "effect", "effects"})
 _ORIGIN_STEMS = frozenset(stem(w) for w in ("result", "resulting", "due", "because", "cause", "led"))
 # A claim that something is going on now ("still recruiting") needs a quote in the present; a
 # quote in the past ("enrolled 10 adults") does not.
@@ -335,6 +341,18 @@ def _quantifiers(text: str) -> set[str]:
     return found
 
 
+def _generalized_subject(sentence: str, quote: str) -> str | None:
+    """A sentence the quote opens with "some X" or "most X" that the claim opens with X alone: "Late
+    effects take 10 years" for "Some late effects can take 10 years" says it of all of them."""
+    claim_clauses = _clauses(sentence)
+    opening = {stem(claim_clauses[0][0])} if claim_clauses and _is_word(claim_clauses[0][0]) else set()
+    for clause in _clauses(quote)[:1]:  # the sentence's subject, not "though some were reported"
+        limited = len(clause) > 1 and clause[0] in QUANTIFIERS and QUANTIFIERS[clause[0]] in ("some", "most")
+        if limited and stem(clause[1]) in opening and not _quantifiers(sentence):
+            return f"drops the quote's '{clause[0]}': says it of all {clause[1]}"
+    return None
+
+
 def _quantified(text: str) -> set[tuple[str, str]]:
     """(quantifier kind, the first content word after it): "most women ... some felt tired" gives
     ("most", "women") and ("some", "felt")."""
@@ -451,6 +469,26 @@ def _swapped_words(sentence: str, quote: str, stems: set[str]) -> list[tuple[str
         if instead not in STOPWORDS and stem(instead) not in {stem(t) for t in claim} and not lexicon().stated_by(word, instead):
             out.append((word, instead))
     return out
+
+
+_OPPOSING_PREFIXES = ("un", "in", "im", "il", "ir", "non", "non-", "dis")
+
+
+def _prefix_opposite_problem(sentence: str, quote: str) -> str | None:
+    """A word the claim says with a denying prefix where the quote asserts the word itself, or the
+    other way round: "an incomplete injury" for "a complete injury" ("unpaid" for "not paid" agrees)."""
+    claim_tokens, quote_tokens = set(_tokens(sentence)), set(_tokens(quote))
+    for said, other, other_text in ((claim_tokens, quote_tokens, quote), (quote_tokens, claim_tokens, sentence)):
+        for word in said - other:
+            for prefix in _OPPOSING_PREFIXES:
+                base = word[len(prefix) :]
+                if not (word.startswith(prefix) and len(base) > 3 and base in other and base not in said):
+                    continue
+                if stem(base) in _negated_heads(other_text):
+                    continue
+                pair = (word, base) if said is claim_tokens else (base, word)
+                return f"says '{pair[0]}' where the quote says '{pair[1]}'"
+    return None
 
 
 def _superlatives(text: str) -> set[str]:
@@ -669,6 +707,9 @@ class Verifier:
         for kind in _quantifiers(sentence) - quote_quantifiers:
             if not _quantifier_agrees(kind, quote):
                 return f"quantifier '{kind}' is not what the quote says"
+        generalized = _generalized_subject(sentence, quote)
+        if generalized:
+            return generalized
         quote_text = " ".join(_tokens(quote))
         for _word, noun in _ABSOLUTE.findall(" ".join(_tokens(sentence))):
             counted = re.search(rf"(?<!all )\b\d+\s+(?:of the \d+\s+)?{re.escape(noun)}", quote_text)
@@ -688,9 +729,10 @@ class Verifier:
         surround_tokens = set(_tokens(surround))
         for check in (
             _direction_problem(claim_tokens, surround_tokens),
-            _exclusive_problem(_superlatives(sentence), _superlatives(surround)),
+            _exclusive_problem(_superlatives(sentence), _superlatives(quote)),
             _order_problem(sentence, surround),
             _exchange_problem(sentence, quote),
+            _prefix_opposite_problem(sentence, quote),
             _binding_problem(sentence, quote),
             _quantifier_binding_problem(sentence, quote),
         ):
@@ -701,6 +743,9 @@ class Verifier:
         if quote_stems & _ORIGIN_STEMS:
             certainty -= {stem("cause")}  # "caused by accidents" for "resulting from accidents"
         unsupported_certainty = certainty - quote_stems
+        causal = _CAUSAL_PHRASE.search(" ".join(_tokens(sentence)))
+        if causal and not _CAUSAL_PHRASE.search(" ".join(_tokens(quote))) and not quote_stems & _CAUSAL_QUOTE_STEMS:
+            return f"claims causation the quote does not ('{causal.group(0)}')"
         if unsupported_certainty:
             return "claims certainty or causation the quote does not (" + ", ".join(sorted(unsupported_certainty)) + ")"
 
