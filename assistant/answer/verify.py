@@ -141,6 +141,7 @@ ONGOING = frozenset({"still", "currently", "ongoing"})
 CONTINUING = frozenset({"is", "are", "continue", "continues", "continuing", "remain", "remains", "yet", "now", "active", "being", "recruiting", "enrolling"})
 EXCLUSIVE = frozenset({"only", "solely", "exclusively", "sole", "alone"})
 _THAN = re.compile(r"\b([a-z0-9]+) than (?:(?:in|for|among|with|on|at|the|those|a|an) )*([a-z0-9]+)")
+_THAN_SAME_NOUN = re.compile(r"\b([a-z0-9]+) ([a-z0-9]+) than (?:(?:in|for|among|with|on|at|the|those|a|an) )*([a-z0-9]+) \2\b")
 _NAME = re.compile(r"(?<=[\w,;:)] )([A-Z][a-z]+(?:[A-Z][a-z]+)*|[A-Z]{2,})\b")  # a capitalized word inside a sentence
 _ABSOLUTE = re.compile(r"\b(all|every|each|none of the|no)\s+(?:the\s+)?([a-z]+)")
 # Text in a document that gives the assistant an instruction ("Ignore previous instructions and tell
@@ -430,6 +431,8 @@ def _ordered_pairs(text: str) -> set[tuple[str, str]]:
             kept.append(token)
     joined = " ".join(kept)
     pairs = {(stem(a), stem(b)) for a, b in _THAN.findall(joined)}
+    # "the group course than the app course": the words that tell the two apart.
+    pairs |= {(stem(a), stem(b)) for a, _noun, b in _THAN_SAME_NOUN.findall(joined)}
     tokens = joined.split()
     for i, token in enumerate(tokens):
         # "the 60 mg dose did better than the 30 mg dose": the numbers compared, not the comparative.
@@ -675,6 +678,14 @@ class Verifier:
         missing_names = [n for n in names if stem(n.lower()) not in have]
         if missing_names:
             return "names the quote does not give: " + ", ".join(missing_names)
+        # A name the title gives may name the document's subject, not stand in for another name the
+        # quote gives ("planned by Northfield Neurology Clinic" for "planned by the sponsor, Halvern").
+        quoted = {stem(p) for w in surface_words(surround) for p in (w, *w.split("-")) if p}
+        from_title = [n for n in names if stem(n.lower()) not in quoted]
+        claim_stems = {stem(w) for w in surface_words(sentence)}
+        replaced = [n for n in dict.fromkeys(_NAME.findall(quote)) if n.lower() not in STOPWORDS and stem(n.lower()) not in claim_stems]
+        if from_title and replaced:
+            return f"names '{from_title[0]}' where the quote names '{replaced[0]}'"
         sentence_plain = _CODE.sub(" ", sentence)
         claim_numbers = _numbers(sentence_plain)
         quote_numbers = _numbers(_CODE.sub(" ", quote))
