@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer.verify import Verifier
+from assistant.answer.verify import Verifier, _direction_problem, _superlatives, _tokens
 from assistant.lexicon import Lexicon, lexicon
 from tests.conftest import ROOT
 
@@ -87,6 +87,20 @@ def test_a_faithful_rewording_is_kept(verifier: Verifier, quote: str, claim: str
 def test_a_false_claim_is_dropped_with_its_reason(verifier: Verifier, quote: str, claim: str, reason: str) -> None:
     problem = verifier.problem(claim, quote)
     assert problem is not None and reason in problem, problem
+
+
+@pytest.mark.parametrize(
+    ("claim", "quote"),
+    [
+        ("Patients on the sugar pill got better too.", "Patients taking the sugar pill also improved."),
+        ("Each session lasts a few minutes.", "Each treatment takes a few minutes."),
+        ("The study is no longer enrolling.", "The study has finished and is not enrolling."),
+    ],
+)
+def test_a_word_that_only_looks_like_a_direction_is_not_one(claim: str, quote: str) -> None:
+    """"better" is not "best" (they share the lemma "good"), "lasts" is a verb, "no longer" compares nothing."""
+    assert _direction_problem(_superlatives(claim), set(_tokens(quote))) is None
+    assert _direction_problem(_superlatives("The higher dose worked best."), set(_tokens("The lower dose worked best.")))
 
 
 def test_a_name_from_the_title_does_not_stand_in_for_a_name_the_quote_gives(verifier: Verifier) -> None:

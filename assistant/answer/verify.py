@@ -399,16 +399,23 @@ def _quantifier_agrees(kind: str, quote: str) -> bool:
     )
 
 
+# Verb forms of a word that is also a direction: "each session lasts a few minutes" orders nothing.
+_HOMONYM_VERB_FORMS = frozenset({"lasts", "lasted", "lasting"})
+
+
 def _direction_problem(claim_tokens: set[str], quote_tokens: set[str]) -> str | None:
     english = lexicon()
 
     def forms(tokens: set[str]) -> set[str]:
         return {lemma for t in tokens if _is_word(t) for lemma in english.lemmas(t)}
 
-    claim_forms, quote_forms = forms(claim_tokens), forms(quote_tokens)
+    claim_tokens = claim_tokens - _HOMONYM_VERB_FORMS
+    claim_forms, quote_forms = forms(claim_tokens) | claim_tokens, forms(quote_tokens)
     for a, b in DIRECTIONS:
         for said, opposite in ((a, b), (b, a)):
-            if not english.lemmas(said) & claim_forms or english.lemmas(said) & quote_forms:
+            # The claim says the word itself or a form of it ("rose" for "rise"), not a word that
+            # shares a lemma with it ("better" shares "good" with "best").
+            if said not in claim_forms or english.lemmas(said) & quote_forms:
                 continue
             if english.lemmas(opposite) & quote_forms:
                 return f"says '{said}' where the quote says '{opposite}'"
@@ -495,8 +502,9 @@ def _prefix_opposite_problem(sentence: str, quote: str) -> str | None:
 
 
 def _superlatives(text: str) -> set[str]:
-    """The tokens of ``text``, with "at least" and "at most" (bounds, not superlatives) left out."""
-    return set(_tokens(re.sub(r"\bat (least|most)\b", " ", normalize(text))))
+    """The tokens of ``text``, with "at least" and "at most" (bounds, not superlatives) and "no
+    longer" (not any more, no comparison) left out."""
+    return set(_tokens(re.sub(r"\bat (least|most)\b|\b(no|any) longer\b", " ", normalize(text))))
 
 
 def _exclusive_problem(claim_tokens: set[str], quote_tokens: set[str]) -> str | None:
@@ -739,7 +747,7 @@ class Verifier:
             return "drops what the quote says cannot be shown or is not known"
         surround_tokens = set(_tokens(surround))
         for check in (
-            _direction_problem(claim_tokens, surround_tokens),
+            _direction_problem(_superlatives(sentence), surround_tokens),
             _exclusive_problem(_superlatives(sentence), _superlatives(quote)),
             _order_problem(sentence, surround),
             _exchange_problem(sentence, quote),
