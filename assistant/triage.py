@@ -39,6 +39,14 @@ def _signs() -> dict[str, Any]:
     }
 
 
+_PIECE_BREAK = re.compile(r"(?<=[.!?])\s+|\s+[-–—]+\s+")
+
+
+def _pieces(sentence: str) -> list[str]:
+    pieces = [p for p in _PIECE_BREAK.split(sentence) if p.strip()]
+    return pieces if len(pieces) > 1 else []
+
+
 def _by_signs(text: str) -> Safety | None:
     """Sentence by sentence: a crisis sign, or an acute sign (or a sign with a word of sudden onset)
     in a sentence about a person, that does not ask what a study reported."""
@@ -46,7 +54,11 @@ def _by_signs(text: str) -> Safety | None:
 
     signs = _signs()
     found: Safety | None = None
-    for sentence in [s.text for s in split_sentences(text)] or [text]:
+    sentences = [s.text for s in split_sentences(text)] or [text]
+    # Each sentence, and where it holds several pieces the splitter kept together ("... in 2024. -
+    # Started a new tablet tonight and my tongue is swelling. - April 3"), each piece on its own: a
+    # past tense or a study's wording elsewhere must not hide an emergency.
+    for sentence in [*sentences, *(p for s in sentences for p in _pieces(s))]:
         if signs["about_the_study"].search(sentence):
             continue
         if any(p.search(sentence) for p in signs["crisis"]):

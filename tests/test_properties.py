@@ -309,6 +309,19 @@ def test_padding_never_hides_an_emergency_or_a_crisis(hash_pipeline, phrase, bef
     assert answers[0].safety in allowed, (answers[0].safety, question)
 
 
+def test_an_emergency_run_together_with_other_sentences_is_still_found() -> None:
+    """What the property above found: text the sentence splitter kept in one piece with the
+    emergency ("... in 2024. - Started ... - April 3") hid it behind the other text's past tense."""
+    text = (
+        "# CELLTOP Phase 1 trial: summary of the published paper\n\nThis is a summary, in our own words, of the "
+        "Phase 1 paper published in Nature Communications in 2024. - Started a new sleeping tablet from my GP "
+        "tonight and I'm covered in hives and my tongue is swelling. - April 3, 2024\n\nSpinal cord injuries, "
+        "often resulting from traumatic events like accidents and falls, have typically left affected "
+        "individuals with minimal prospects for recuperation."
+    )
+    assert triage(text) == "emergency"
+
+
 # --- the verifier ----------------------------------------------------------------------------------
 
 
