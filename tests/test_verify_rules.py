@@ -42,6 +42,7 @@ KEPT = [
     ("Grade D means an incomplete injury.", "Grade D stands for an incomplete injury."),
     ("Headaches can last for two days.", "Headaches may last for two days."),
     ("Some patients needed a second dose.", "A second dose was needed by some patients."),
+    ("A few people had a rash.", "Some people had a rash."),
 ]  # fmt: skip
 
 DROPPED = [
@@ -73,6 +74,7 @@ DROPPED = [
     ("Some recovery of AIS grade can happen without any treatment.",
      "Some recovery of AIS grade cannot happen without any treatment.", "hedge (can)"),
     ("Some patients needed a second dose.", "Patients needed a second dose.", "drops the quote's 'some'"),
+    ("A few people had a rash.", "Many people had a rash.", "quantifier 'many'"),
     ("More people finished the clinic course than the home course.",
      "More people finished the home course than the clinic course.", "other way round"),
 ]  # fmt: skip

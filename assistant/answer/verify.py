@@ -49,7 +49,7 @@ QUANTIFIERS = {
     "anyone": "all", "anybody": "all", "everything": "all", "both": "all",
     "none": "none", "nobody": "none", "zero": "none",
     "most": "most", "majority": "most",
-    "some": "some", "several": "some", "few": "some", "many": "some",
+    "some": "some", "several": "some", "few": "few", "many": "many",
     "half": "half",
 }  # fmt: skip
 MODAL_HEDGES = frozenset(
@@ -348,7 +348,7 @@ def _generalized_subject(sentence: str, quote: str) -> str | None:
     claim_clauses = _clauses(sentence)
     opening = {stem(claim_clauses[0][0])} if claim_clauses and _is_word(claim_clauses[0][0]) else set()
     for clause in _clauses(quote)[:1]:  # the sentence's subject, not "though some were reported"
-        limited = len(clause) > 1 and clause[0] in QUANTIFIERS and QUANTIFIERS[clause[0]] in ("some", "most")
+        limited = len(clause) > 1 and clause[0] in QUANTIFIERS and QUANTIFIERS[clause[0]] in ("some", "most", "few", "many")
         if limited and stem(clause[1]) in opening and not _quantifiers(sentence):
             return f"drops the quote's '{clause[0]}': says it of all {clause[1]}"
     return None
@@ -371,10 +371,15 @@ def _quantified(text: str) -> set[tuple[str, str]]:
     return pairs
 
 
+# A quantifier the claim may say where the quote says another: "some" of "a few" or "many", "a few"
+# of "some", "many" of "most".
+_SOME_OF = {"some": {"few", "many", "most", "half"}, "few": {"some"}, "many": {"most"}}
+
+
 def _quantifier_binding_problem(sentence: str, quote: str) -> str | None:
     quote_pairs = _quantified(quote)
     for kind, word in sorted(_quantified(sentence) - quote_pairs):
-        others = sorted(k for k, w in quote_pairs if w == word and k != kind)
+        others = sorted(k for k, w in quote_pairs if w == word and k != kind and not _SOME_OF.get(kind, set()) & {k})
         if others:
             return f"says '{kind}' of '{word}' where the quote says '{others[0]}'"
     return None
@@ -385,6 +390,9 @@ def _quantifier_agrees(kind: str, quote: str) -> bool:
         return True
     if kind == "some" and re.search(r"\bmulti-?[a-z]{4,}", quote.lower()):
         return True  # "several centres" for "multicentre"
+    # "a few" and "many" are some, but not each other: "many people had a rise" for "a few people".
+    if _SOME_OF.get(kind, set()) & _quantifiers(quote):
+        return True
     ratios = _fractions(quote)
     if not ratios:
         return False
@@ -393,6 +401,8 @@ def _quantifier_agrees(kind: str, quote: str) -> bool:
         or (kind == "none" and r == 0.0)
         or (kind == "most" and r > 0.5)
         or (kind == "some" and r > 0.0)
+        or (kind == "few" and 0.0 < r <= 0.3)
+        or (kind == "many" and r >= 0.3)
         or (kind == "half" and abs(r - 0.5) < 0.01)
         or (kind == "not all" and r < 1.0)
         for r in ratios
