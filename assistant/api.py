@@ -38,6 +38,7 @@ from assistant.site import load_site
 from assistant.store import StoreUnavailable, VectorStore
 from assistant.text import clean_input
 from assistant.web_security import PageScriptHashes, add_cors, content_security_policy
+from assistant.workers import PooledPipeline, WorkerPool
 
 log = logging.getLogger("assistant.api")
 
@@ -109,6 +110,12 @@ class Health(BaseModel):
     chunks: int | None = None
     units: int | None = Field(None, description="Quotable units (sentences, field lines) in that index.")
     generation: int | None = Field(None, description="Which committed index it is; it rises with each ingest.")
+    workers: int | None = Field(
+        None, description="Worker processes that compute answers (absent: answers in this one)."
+    )
+    workers_ready: int | None = Field(
+        None, description="Workers that have loaded the index; while none has, this process answers."
+    )
     detail: str | None = None
 
 
@@ -250,7 +257,10 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, str]]:
     return out
 
 
-def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings, holder: PipelineHolder | None = None, with_ui: bool = True, workers: int = 1
+) -> FastAPI:
+    """The app; with ``workers`` > 1, answers are computed in that many worker processes (assistant.workers)."""
     holder = holder or PipelineHolder(settings)
     site = load_site(settings.site_file)
     app = FastAPI(
@@ -264,7 +274,13 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
     _offline_docs(app)
     slots = AnswerSlots(settings.answers_in_flight, settings.answer_wait_s, settings.max_answers_waiting)
     metrics = Metrics(lambda: holder.pipeline, slots, lambda: holder.store_problem is None)
-    holder.wrap = lambda pipeline: cast(Pipeline, GatedPipeline(pipeline, slots, metrics, settings.log_questions))
+    pool = WorkerPool(settings, workers) if workers > 1 else None
+
+    def wrap(pipeline: Pipeline) -> Pipeline:
+        answering = PooledPipeline(pipeline, pool) if pool is not None else pipeline
+        return cast(Pipeline, GatedPipeline(answering, slots, metrics, settings.log_questions))
+
+    holder.wrap = wrap
     if holder.pipeline is not None and not isinstance(holder.pipeline, GatedPipeline):
         holder.pipeline = holder.wrap(holder.pipeline)
     app.state.metrics = metrics
@@ -272,6 +288,19 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
     @app.on_event("startup")
     def _start() -> None:
         holder.start()
+        if pool is not None:
+            pool.start()
+
+    @app.on_event("shutdown")
+    def _stop() -> None:
+        if pool is not None:
+            pool.close()
+
+    def index_fields(pipeline: Pipeline) -> dict[str, int]:
+        """The index answers come from (the workers', once one is ready), and the workers' state."""
+        if pool is None:
+            return pipeline.stats()
+        return {**(pool.stats() or pipeline.stats()), "workers": pool.count, "workers_ready": pool.ready_count()}
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -315,8 +344,9 @@ def create_app(settings: Settings, holder: PipelineHolder | None = None, with_ui
             return JSONResponse(status_code=503, content={"status": "loading"})
         if store_problem:
             detail = f"vector store down: {store_problem}"
-            return JSONResponse(status_code=503, content={"status": "degraded", "detail": detail, **pipeline.stats()})
-        return {"status": "ok", **pipeline.stats()}
+            content = {"status": "degraded", "detail": detail, **index_fields(pipeline)}
+            return JSONResponse(status_code=503, content=content)
+        return {"status": "ok", **index_fields(pipeline)}
 
     @app.post("/api/ask", response_model=AskResponse, responses=ASK_RESPONSES, openapi_extra=ASK_BODY)
     async def ask(http_request: Request) -> Any:
@@ -432,7 +462,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
 
         # Measured (docs/benchmarks.md): half the CPU per answer and 1.4-2x the answers per second.
         torch.set_num_threads(settings.serve_torch_threads)
-    app = create_app(settings)
+    app = create_app(settings, workers=settings.worker_count)
     host = host or settings.host
     port = port or settings.port
     print(f"Serving on http://{host}:{port}  (chat at /, widget at /widget, API at /api/ask)", flush=True)

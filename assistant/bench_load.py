@@ -124,16 +124,24 @@ def _listening_inodes(port: int) -> set[str]:
 
 
 def server_pids(port: int) -> list[int]:
-    """The processes (of this user) that hold the socket listening on the port: one per worker."""
+    """The processes (of this user) that hold the socket listening on the port, and the worker
+    processes they started (which answer, but do not hold the socket)."""
     targets = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
-    pids = []
+    pids, parents = [], {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
         with contextlib.suppress(OSError):
             if any(os.readlink(fd) in targets for fd in (proc / "fd").iterdir()):
                 pids.append(int(proc.name))
-    return sorted(pids)
+    found = set(pids)
+    while True:
+        children = {pid for pid, parent in parents.items() if parent in found} - found
+        if not children:
+            return sorted(found)
+        found |= children
 
 
 def rss_mb(pid: int) -> float:

@@ -110,6 +110,9 @@ class GatedPipeline:
                 if isinstance(item, Answer):
                     answer = item
                 yield item
+        except Busy:  # a worker process that died while answering (assistant.workers)
+            self.metrics.observe_answer(channel, "busy")
+            raise
         except QuestionError:
             self.metrics.observe_answer(channel, "invalid")
             raise

@@ -95,6 +95,15 @@ class Settings(BaseSettings):
         " number of cores for the extractive answerer (more threads only fight over the GIL), 16 for an LLM"
         " (its answers wait on the network).",
     )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Processes that compute answers, each with its own model and index; the serving process only"
+        " moves requests. Default: the number of cores. 1 answers in the serving process itself.",
+    )
+    worker_timeout_s: float = Field(
+        120.0, gt=0, description="How long the serving process waits for the next word of an answer from a worker."
+    )
     answer_wait_s: float = Field(
         5.0, ge=0, description="How long a question waits for an answer slot before 503 with Retry-After."
     )
@@ -143,6 +152,10 @@ class Settings(BaseSettings):
         if self.max_answers_in_flight is not None:
             return self.max_answers_in_flight
         return LLM_ANSWERS_IN_FLIGHT if self.answerer == "llm" else usable_cores()
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers if self.workers is not None else usable_cores()
 
     @property
     def index_dir(self) -> Path:

@@ -207,7 +207,10 @@ class ChunkDB:
         return out
 
     def word_vectors(self) -> dict[str, np.ndarray]:
-        return {w: np.frombuffer(v, dtype=np.float32) for w, v in self._conn.execute("SELECT word, vector FROM word_vectors")}
+        return {
+            w: np.frombuffer(v, dtype=np.float32)
+            for w, v in self._conn.execute("SELECT word, vector FROM word_vectors")
+        }
 
     def add_word_vectors(self, words: Sequence[str], vectors: np.ndarray) -> None:
         with self._conn:
@@ -325,6 +328,11 @@ class Availability:
     def failed(self, exc: BaseException) -> StoreUnavailable:
         """A call did not reach the store; the error to raise."""
         problem = f"{type(exc).__name__}: {exc}"[:200]
+        self.down(problem)
+        return StoreUnavailable(f"the vector store at {self.where} is down: {problem}")
+
+    def down(self, problem: str) -> None:
+        """The store did not answer a call (made here, or by a worker process: assistant.workers)."""
         with self._lock:
             now = self._clock()
             if self.problem is None:
@@ -335,7 +343,6 @@ class Availability:
             self._trying = False
             self._next_try = now + self._wait
             self._wait = min(self.retry_max_s, self._wait * 2)
-        return StoreUnavailable(f"the vector store at {self.where} is down: {problem}")
 
     def answered(self) -> None:
         """A call reached the store (an answer, or an error the server sent)."""

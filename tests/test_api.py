@@ -21,12 +21,17 @@ pytestmark = pytest.mark.slow
 def start_server(  # type: ignore[no-untyped-def]
     settings, extra_env: dict[str, str] | None = None, ready: tuple[int, ...] = (200,)
 ) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
-    """The app on a free port, once /api/health answers with a status in `ready`."""
+    """The app on a free port, once /api/health answers with a status in `ready`.
+
+    It answers in its own process unless `extra_env` sets ASSISTANT_WORKERS (the default of
+    `make run` is one worker process per core): the tests of worker processes, of load, of the
+    chat in a browser and of a rebuild while serving ask for 2; the others need not pay for them."""
     port = free_port()
     env = {
         **os.environ,
         "ASSISTANT_DATA_DIR": str(settings.data_dir),
         "ASSISTANT_CORPUS_DIR": str(settings.corpus_dir),
+        "ASSISTANT_WORKERS": "1",
         **(extra_env or {}),
     }
     log = open(settings.data_dir / f"server-{port}.log", "w")  # noqa: SIM115

@@ -98,7 +98,7 @@ def test_bench_load_starts_the_app_and_reports_its_figures(built_index) -> None:
 
 @pytest.fixture(scope="module")
 def served(built_index) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    proc, base = start_server(built_index)
+    proc, base = start_server(built_index, {"ASSISTANT_WORKERS": "2"})  # as `make run` on two cores
     yield base
     stop(proc)
 

@@ -109,7 +109,8 @@ def test_a_rebuild_killed_part_way_leaves_the_old_index_answering(tmp_path: Path
 def test_a_running_app_answers_throughout_a_rebuild_and_follows_it(tmp_path: Path, corpus_copy: Path, real_embedder) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(tmp_path / "data", corpus_copy)
     ingest(settings, real_embedder)
-    proc, base = start_server(settings, {"ASSISTANT_RELOAD_INTERVAL_S": "0.5"})
+    # Two worker processes, as `make run` has on two cores: each follows the rebuild on its own.
+    proc, base = start_server(settings, {"ASSISTANT_RELOAD_INTERVAL_S": "0.5", "ASSISTANT_WORKERS": "2"})
     try:
 
         def ask(question: str) -> dict:  # type: ignore[type-arg]

@@ -115,7 +115,7 @@ def test_widget_without_a_slash_redirects_wherever_the_app_is_mounted(tmp_path: 
 
 @pytest.fixture(scope="module")
 def ui_server(built_index) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    proc, base = start_server(built_index)
+    proc, base = start_server(built_index, {"ASSISTANT_WORKERS": "2"})  # as `make run` on two cores
     yield base
     stop(proc)
 

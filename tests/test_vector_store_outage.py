@@ -193,7 +193,14 @@ def running_chroma(chroma: Chroma) -> Iterator[Chroma]:
 @pytest.fixture(scope="module")
 def app(index) -> Iterator[App]:  # type: ignore[no-untyped-def]
     started = start_app(
-        index, {"ASSISTANT_CHROMA_URL": index.chroma_url, "ASSISTANT_CHROMA_TIMEOUT_S": "5", **FAST_RETRY}
+        index,
+        # Two worker processes, as `make run` has on two cores: each has its own Chroma client.
+        {
+            "ASSISTANT_CHROMA_URL": index.chroma_url,
+            "ASSISTANT_CHROMA_TIMEOUT_S": "5",
+            "ASSISTANT_WORKERS": "2",
+            **FAST_RETRY,
+        },
     )
     yield started
     stop(started.proc)

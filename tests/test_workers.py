@@ -1,0 +1,176 @@
+"""Answers computed in worker processes (ASSISTANT_WORKERS, assistant/workers.py), against a real
+server on 127.0.0.1 with the real index and model: the workers give the answers one process gives;
+a worker killed while answering costs those answers a 503 (never a 500) and is started again;
+workers do not outlive the serving process, also after its kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from assistant.bench_load import cpu_seconds
+from tests.test_api import start_server, stop
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS: list[dict[str, Any]] = [
+    {"question": "What side effects were seen?", "audience": "patient", "history": []},
+    {"question": "How many participants improved, and by how much?", "audience": "clinician", "history": []},
+    {"question": "How much does the treatment cost?", "audience": "patient", "history": []},
+    {"question": "I can't breathe and my chest hurts", "audience": "patient", "history": []},
+    {
+        "question": "and how long were they followed?",
+        "audience": "patient",
+        "history": [
+            {"role": "user", "content": "How many people took part?"},
+            {"role": "assistant", "content": "Ten people took part."},
+        ],
+    },
+]
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    """The worker processes the server started (multiprocessing's resource tracker is not one)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == server_pid and b"spawn_main" in cmdline:
+            found.append(int(proc.name))
+    return sorted(found)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for_workers(base: str, ready: int, timeout: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    health: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            health = httpx.get(base + "/api/health", timeout=5).json()
+        except httpx.HTTPError:
+            health = {}
+        if health.get("workers_ready") == ready:
+            return health
+        time.sleep(0.3)
+    raise AssertionError(f"{ready} workers were not ready in {timeout} s: {health}")
+
+
+def comparable(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key != "timings_ms"}
+
+
+@pytest.fixture(scope="module")
+def pooled(built_index) -> Iterator[tuple[Any, str]]:  # type: ignore[no-untyped-def]
+    proc, base = start_server(built_index, {"ASSISTANT_WORKERS": "2"})
+    try:
+        health = wait_for_workers(base, 2)
+        assert health["workers"] == 2 and health["status"] == "ok"
+        yield proc, base
+    finally:
+        stop(proc)
+
+
+def test_workers_give_the_answers_one_process_gives(pooled: tuple[Any, str], pipeline) -> None:  # type: ignore[no-untyped-def]
+    proc, base = pooled
+    workers = worker_pids(proc.pid)
+    assert len(workers) == 2
+    cpu_before = sum(cpu_seconds(pid) for pid in workers)
+    for body in QUESTIONS:
+        served = httpx.post(base + "/api/ask", json=body, timeout=60)
+        assert served.status_code == 200, served.text
+        local = pipeline.ask(body["question"], body["audience"], body["history"]).as_json()
+        assert comparable(served.json()) == comparable(local), body["question"]
+    # The answers were computed in the workers: together they used CPU for them (each answer
+    # takes tens of ms of CPU; the clock ticks every 10 ms).
+    assert sum(cpu_seconds(pid) for pid in workers) - cpu_before >= 0.05
+
+
+def test_a_worker_killed_while_answering_costs_503s_and_is_replaced(pooled: tuple[Any, str]) -> None:
+    proc, base = pooled
+    before = worker_pids(proc.pid)
+    statuses: list[int] = []
+    bad: list[str] = []
+    stop_clients = threading.Event()
+
+    def client(n: int) -> None:
+        with httpx.Client(timeout=60) as http:
+            i = n
+            while not stop_clients.is_set():
+                response = http.post(base + "/api/ask", json=QUESTIONS[i % len(QUESTIONS)])
+                i += 1
+                statuses.append(response.status_code)
+                if response.status_code not in (200, 503):
+                    bad.append(f"{response.status_code}: {response.text[:200]}")
+                elif response.status_code == 503 and not (
+                    response.headers.get("retry-after") and response.json().get("error")
+                ):
+                    bad.append(f"503 without Retry-After or error: {response.headers} {response.text[:200]}")
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(statuses) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(statuses) >= 20, "the app did not answer"
+        killed = before[0]
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 180
+        while killed in worker_pids(proc.pid) or len(worker_pids(proc.pid)) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.2)
+        health = wait_for_workers(base, 2)
+        after = worker_pids(proc.pid)
+        answered_before_restart = len(statuses)
+        deadline = time.monotonic() + 60
+        while len(statuses) < answered_before_restart + 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop_clients.set()
+        for thread in threads:
+            thread.join(timeout=90)
+    assert not bad, bad[:5]
+    assert killed not in after and len(after) == 2 and before[1] in after, (before, after)
+    assert health["status"] == "ok"
+    # Once the new worker is ready, every question is answered again.
+    assert len(statuses) >= answered_before_restart + 20
+    assert statuses[answered_before_restart:] == [200] * (len(statuses) - answered_before_restart)
+
+
+def test_workers_exit_with_the_serving_process_even_after_kill_9(built_index) -> None:  # type: ignore[no-untyped-def]
+    proc, base = start_server(built_index, {"ASSISTANT_WORKERS": "2"})
+    try:
+        wait_for_workers(base, 2)
+        workers = worker_pids(proc.pid)
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(pid) for pid in workers), "a worker outlived the serving process"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
