@@ -13,9 +13,9 @@ and to answer while no worker is ready yet.
 
 A worker that dies (killed, out of memory) fails the answers it was computing with
 `WorkerLost` (503 with Retry-After) and is started again; a worker that stops answering for
-``ASSISTANT_WORKER_TIMEOUT_S`` is treated the same way. Workers exit when the serving process goes
-(their pipe closes), also after a kill -9 of it; they ignore SIGINT and SIGTERM so that answers in
-flight finish during a graceful shutdown.
+``ASSISTANT_WORKER_TIMEOUT_S`` is treated the same way (a stopped worker is killed). Workers exit
+when the serving process stops them or goes (their pipe closes), also after a kill -9 of it; they
+ignore SIGINT and SIGTERM, so that answers in flight finish during a graceful shutdown.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class _Worker:
     ready: bool = False
     gone: bool = False
     stats: dict[str, int] = field(default_factory=dict)  # of the index it answers from
+    asked: int = 0  # questions sent to it: between workers equally busy, the one asked least goes next
     pending: dict[int, queue.Queue[tuple[Any, ...]]] = field(default_factory=dict)
     send_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -86,12 +87,13 @@ class WorkerPool:
             self._spawn(index)
 
     def close(self) -> None:
-        """Let the workers go: they exit when their pipe closes; stragglers are terminated."""
+        """Stop the workers (answers in flight were given their grace by uvicorn); stragglers are killed."""
         with self._lock:
             self._closed = True
-            workers = [w for w in self._workers if w is not None]
+            workers = [w for w in self._workers if w is not None and not w.gone]
         for worker in workers:
-            worker.conn.close()
+            with contextlib.suppress(OSError, ValueError), worker.send_lock:
+                worker.conn.send(("stop",))
         deadline = time.monotonic() + 5
         for worker in workers:
             worker.process.join(max(0.0, deadline - time.monotonic()))
@@ -135,8 +137,9 @@ class WorkerPool:
                             worker.pending.pop(message[1], None)
                     if waiting is not None:
                         waiting.put(message)
-        except (EOFError, OSError):
+        except (EOFError, OSError):  # the worker's end closed: it exited or was killed
             pass
+        worker.conn.close()  # only here: closing it under a blocked recv() could hand its number to another file
         self._lost(worker)
 
     def _lost(self, worker: _Worker, why: str = "exited") -> None:
@@ -154,9 +157,8 @@ class WorkerPool:
         log.warning(
             "worker %d %s%s; %d answers in flight lost; starting it again", worker.index, why, with_code, len(pending)
         )
-        worker.conn.close()
         if worker.process.is_alive():
-            worker.process.kill()
+            worker.process.kill()  # also when stopped (SIGSTOP); its reader then sees the pipe close
         threading.Thread(
             target=self._restart, args=(worker,), name=f"worker-{worker.index}-restart", daemon=True
         ).start()
@@ -185,7 +187,11 @@ class WorkerPool:
     def _pick(self) -> _Worker | None:
         with self._lock:
             ready = [w for w in self._workers if w is not None and w.ready and not w.gone]
-            return min(ready, key=lambda w: len(w.pending)) if ready else None
+            if not ready:
+                return None
+            worker = min(ready, key=lambda w: (len(w.pending), w.asked))
+            worker.asked += 1
+            return worker
 
     def stream(self, question: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any] | None:
         """The answer's events from a ready worker; None when no worker is ready (answer locally)."""
@@ -342,6 +348,8 @@ def _worker_main(conn: Connection, settings: Settings) -> None:
         try:
             message = conn.recv()
         except (EOFError, OSError):
+            break
+        if message[0] == "stop":
             break
         if message[0] == "ask":
             threading.Thread(target=answer, args=message[1:], name=f"answer-{message[1]}", daemon=True).start()
