@@ -4,8 +4,10 @@ headless Chromium, the real embedding model. Screenshots go to test-artifacts/."
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -423,7 +425,8 @@ def first_line_visible(frame, index: int) -> bool:  # type: ignore[no-untyped-de
 def test_widget_embedded_as_the_readme_says(built_index, browser) -> None:  # type: ignore[no-untyped-def]
     serve_page, run_app = readme_embed_commands()
     embed_port = free_port()
-    site = subprocess.Popen(serve_page.replace("8000", str(embed_port)), shell=True, cwd=ROOT)
+    # Its own process group: the shell's children (the page server) end with it.
+    site = subprocess.Popen(serve_page.replace("8000", str(embed_port)), shell=True, cwd=ROOT, start_new_session=True)
     # `make run` is `.venv/bin/python app.py`; here on a free port, with the README's environment.
     words = shlex.split(run_app.replace("8000", str(embed_port)))
     assert words[-2:] == ["make", "run"]
@@ -498,7 +501,7 @@ def test_widget_embedded_as_the_readme_says(built_index, browser) -> None:  # ty
         page.close()
     finally:
         stop(proc)
-        site.terminate()
+        os.killpg(site.pid, signal.SIGTERM)
         site.wait(timeout=15)
 
 
