@@ -272,6 +272,23 @@ async def _run_level(
     return level
 
 
+def _wait_for_workers(base: str, timeout: float = 300.0) -> None:
+    """Until /api/health says every worker process has loaded the index (a server without workers at once)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            health = httpx.get(base + "/api/health", timeout=10).json()
+        except (httpx.HTTPError, ValueError):
+            health = {}
+        if health.get("workers_ready", 0) >= health.get("workers", 0) and health.get("status") == "ok":
+            return
+        if time.monotonic() > deadline:
+            raise LoadError(f"the server's workers were not ready within {timeout:g} s: {health}")
+        time.sleep(0.2)
+
+
 def _warm_up(base: str, pool: QuestionPool, timeout: float) -> None:
     """The pool's first ten questions, one at a time, before anything is measured (they count as asked)."""
     import httpx
@@ -362,6 +379,7 @@ def bench_load(
             if status != 200:
                 raise LoadError(f"{base}/api/health says {status}; the server is not ready")
             result.update(server="given with --url", url=base)
+        _wait_for_workers(base)  # nothing is measured while a worker is still loading
         pids = server_pids(port) or ([proc.pid] if proc is not None else [])
         result.update(
             server_pids=pids,

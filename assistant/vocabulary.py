@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import difflib
+import heapq
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from assistant.text import STOPWORDS, grade_terms, normalize, proportion_terms, terms, vocabulary_data, words
 
 EXPANSION_WEIGHT = 0.5
+CORRECTION_CUTOFF = 0.75
+CORRECTIONS_KEPT = 20000  # words of questions already looked up, with what they became
 
 
 @lru_cache(maxsize=1)
@@ -28,6 +33,50 @@ def _phrase_terms(phrase: str) -> tuple[str, ...]:
 def _contains(haystack: list[str], needle: tuple[str, ...]) -> bool:
     n = len(needle)
     return n > 0 and any(tuple(haystack[i : i + n]) == needle for i in range(len(haystack) - n + 1))
+
+
+class NearWords:
+    """``difflib.get_close_matches(word, words, n=1, cutoff)`` with the same answer, faster.
+
+    difflib tries every word: two cheap upper bounds of the similarity (from the lengths alone, then
+    from the letters the two words share), and the real ratio where both pass. Here both bounds are
+    computed for all words at once from a table of letter counts, so that only the few words that
+    pass them get the real ratio, in difflib's own way and order of arguments.
+    """
+
+    def __init__(self, words: list[str], cutoff: float = CORRECTION_CUTOFF) -> None:
+        self.words = list(words)
+        self.cutoff = cutoff
+        alphabet = sorted({c for w in self.words for c in w})
+        self._column = {c: i for i, c in enumerate(alphabet)}
+        self._counts = np.zeros((len(self.words), len(alphabet)), dtype=np.int32)
+        for row, word in enumerate(self.words):
+            for c in word:
+                self._counts[row, self._column[c]] += 1
+        self._lengths = np.array([len(w) for w in self.words], dtype=np.int64)
+
+    def closest(self, word: str) -> str | None:
+        if not self.words:
+            return None
+        query = np.zeros(self._counts.shape[1], dtype=np.int32)
+        for c in word:
+            column = self._column.get(c)
+            if column is not None:
+                query[column] += 1
+        total = self._lengths + len(word)
+        real_quick = 2.0 * np.minimum(self._lengths, len(word)) / total
+        quick = 2.0 * np.minimum(self._counts, query).sum(axis=1) / total
+        matcher = difflib.SequenceMatcher()
+        matcher.set_seq2(word)
+        scored = []
+        for row in np.flatnonzero((real_quick >= self.cutoff) & (quick >= self.cutoff)):
+            candidate = self.words[row]
+            matcher.set_seq1(candidate)
+            ratio = matcher.ratio()
+            if ratio >= self.cutoff:
+                scored.append((ratio, candidate))
+        best = heapq.nlargest(1, scored)
+        return best[0][1] if best else None
 
 
 @dataclass
@@ -71,7 +120,11 @@ class Vocabulary:
         for aliases in (data.get("fields") or {}).values():
             for phrase in aliases:
                 self.known_words.update(words(phrase))
-        self._sorted_words = sorted(w for w in self.known_words if len(w) >= 4 and not w.isdigit())
+        self._pools = (
+            NearWords(sorted(w for w in self.known_words if len(w) >= 4 and not w.isdigit())),
+            NearWords(self._common),
+        )
+        self._corrected: dict[str, str] = {}
 
     def correct(self, text: str) -> str:
         """The words of ``text``, lowercased, with misspelt ones replaced (see ``correct_text``)."""
@@ -79,6 +132,7 @@ class Vocabulary:
 
     def correct_text(self, text: str) -> str:
         """``text`` with misspelt words replaced, keeping everything else as written."""
+
         def fix(match: re.Match[str]) -> str:
             word = match.group(0)
             lower = word.lower()
@@ -90,19 +144,14 @@ class Vocabulary:
     def _correct_word(self, word: str) -> str:
         """A word that is neither the material's nor English (the model's word list) becomes the
         closest word the material uses, if one is close."""
-        if (
-            len(word) < 3
-            or word in self.known_words
-            or word in self.english
-            or word in STOPWORDS
-            or "'" in word
-        ):
+        if len(word) < 3 or word in self.known_words or word in self.english or word in STOPWORDS or "'" in word:
             return word
-        for pool in (self._sorted_words, self._common):
-            match = difflib.get_close_matches(word, pool, n=1, cutoff=0.75)
-            if match:
-                return match[0]
-        return word
+        fixed = self._corrected.get(word)
+        if fixed is None:
+            fixed = next((m for m in (pool.closest(word) for pool in self._pools) if m is not None), word)
+            if len(self._corrected) < CORRECTIONS_KEPT:  # a dict: safe to share between threads
+                self._corrected[word] = fixed
+        return fixed
 
     def alternative_stems(self, text: str) -> dict[str, set[str]]:
         """For each term of ``text`` in a synonym group, the terms of the group's other phrasings."""

@@ -161,7 +161,9 @@ def documents(draw: st.DrawFn) -> Document:
         if text:
             text += draw(st.sampled_from(["\n\n", "\n\n# Another top heading\n\n", "\n\nA Title Line\n\n"]))
         para = draw(paragraph)
-        blocks.append(Block(para, len(text), draw(st.lists(heading, max_size=2).map(tuple)), draw(st.sampled_from([None, 1, 2]))))
+        blocks.append(
+            Block(para, len(text), draw(st.lists(heading, max_size=2).map(tuple)), draw(st.sampled_from([None, 1, 2])))
+        )
         text += para
     return Document(
         id="doc", title=draw(heading), kind="document", audience="both", date="2025-01-01", source="test",
@@ -169,7 +171,9 @@ def documents(draw: st.DrawFn) -> Document:
     )  # fmt: skip
 
 
-def _check_chunks(doc: Document, chunks: list[Chunk], count_tokens: Callable[[str], int], max_tokens: int, overlap: int) -> None:
+def _check_chunks(
+    doc: Document, chunks: list[Chunk], count_tokens: Callable[[str], int], max_tokens: int, overlap: int
+) -> None:
     covered = bytearray(len(doc.text))
     previous: Chunk | None = None
     for chunk in chunks:
@@ -276,7 +280,10 @@ padding = st.one_of(
     st.text(max_size=300),
     st.lists(st.sampled_from(CORPUS_SENTENCES), max_size=3).map(" ".join),
     # Markup, and text that looks like it: "<90 ... >120" reads as one tag.
-    st.lists(st.sampled_from(["my pressure is <90", "pulse >120", "a<b", "c > d", "<b>", "</b>", "&amp;", "**", "`", "_"]), max_size=4).map(" ".join),
+    st.lists(
+        st.sampled_from(["my pressure is <90", "pulse >120", "a<b", "c > d", "<b>", "</b>", "&amp;", "**", "`", "_"]),
+        max_size=4,
+    ).map(" ".join),
 )
 
 
@@ -405,7 +412,10 @@ def test_a_negation_inserted_into_a_quote_is_rejected(hash_pipeline, verifier: V
     ("claim", "quote"),
     [
         ("These ideas are not still being studied.", "These ideas are still being studied."),
-        ("Future work will not also ask whether stem cells help.", "Future work will also ask whether stem cells help."),
+        (
+            "Future work will not also ask whether stem cells help.",
+            "Future work will also ask whether stem cells help.",
+        ),
         ("Autologous means the cells are not the patient's own.", "Autologous means the cells are the patient's own."),
     ],
 )
@@ -490,22 +500,30 @@ def test_numbers_the_quote_gives_still_pass(verifier: Verifier, claim: str, quot
     assert verifier.problem(claim, quote) is None
 
 
-claim_text = st.one_of(any_text, st.lists(st.sampled_from([*PIECES, "not", "[1]", "[2]", "[9]", "[0]"]), max_size=30).map(" ".join))
+claim_text = st.one_of(
+    any_text, st.lists(st.sampled_from([*PIECES, "not", "[1]", "[2]", "[9]", "[0]"]), max_size=30).map(" ".join)
+)
 
 
 @PROPS
 @given(claim_text, claim_text, claim_text, st.sampled_from([None, "celltop-paper-summary", "no-such-doc"]))
-def test_the_verifier_never_crashes(verifier: Verifier, sentence: str, quote: str, context: str, doc_id: str | None) -> None:
+def test_the_verifier_never_crashes(
+    verifier: Verifier, sentence: str, quote: str, context: str, doc_id: str | None
+) -> None:
     problem = verifier.problem(sentence, quote, context, context, doc_id)
     assert problem is None or (isinstance(problem, str) and problem)
 
 
 @PROPS
 @given(st.data())
-def test_whatever_is_claimed_only_cited_verbatim_quotes_are_shown(hash_pipeline, verifier: Verifier, data: st.DataObject) -> None:  # type: ignore[no-untyped-def]
+def test_whatever_is_claimed_only_cited_verbatim_quotes_are_shown(
+    hash_pipeline, verifier: Verifier, data: st.DataObject
+) -> None:  # type: ignore[no-untyped-def]
     corpus = hash_pipeline.snapshot.corpus
     chunk_ids = [c.id for c in corpus.chunks]
-    quote = st.builds(Quote, st.sampled_from([*chunk_ids, "no-such-chunk"]), st.integers(-3, 1200), st.integers(-3, 1200))
+    quote = st.builds(
+        Quote, st.sampled_from([*chunk_ids, "no-such-chunk"]), st.integers(-3, 1200), st.integers(-3, 1200)
+    )
     claims = data.draw(st.lists(st.builds(Claim, claim_text, st.lists(quote, max_size=3)), max_size=4))
     sentences, citations, dropped = verifier.verify(Draft(claims=claims))
     assert len(sentences) + len(dropped) == len(claims)
@@ -525,3 +543,53 @@ def test_any_llm_text_parses_and_verifies(hash_pipeline, verifier: Verifier, tex
     assert all(s.cites for s in sentences)
     for citation in citations:
         assert citation.context[citation.quote_start : citation.quote_end] == citation.quote
+
+
+# --- spelling correction: the fast nearest word is difflib's --------------------------------
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    pool=st.lists(st.text(alphabet="abcdeilnorst'-", min_size=1, max_size=9), max_size=40),
+    word=st.text(alphabet="abcdeilnorstxz", min_size=1, max_size=10),
+)
+def test_near_words_picks_what_difflib_picks(pool: list[str], word: str) -> None:
+    from difflib import get_close_matches
+
+    from assistant.vocabulary import CORRECTION_CUTOFF, NearWords
+
+    expected = get_close_matches(word, pool, n=1, cutoff=CORRECTION_CUTOFF)
+    assert NearWords(pool).closest(word) == (expected[0] if expected else None)
+
+
+def test_near_words_on_the_real_word_lists_picks_what_difflib_picks(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """On the words the pipeline corrects against (the corpus's and the model's English), for every
+    word of the eval questions and a misspelling of each (a letter dropped, doubled or swapped)."""
+    import random
+    from difflib import get_close_matches
+
+    from assistant.text import words as words_of
+    from assistant.vocabulary import CORRECTION_CUTOFF
+
+    vocabulary = pipeline.snapshot.vocabulary
+    rng = random.Random(7)
+    asked: set[str] = set()
+    for path in sorted((Path(__file__).parent / "eval").glob("*/questions-dev.yaml")):
+        for entry in yaml.safe_load(path.read_text()):
+            asked.update(w for w in words_of(str(entry.get("question", entry.get("q", "")))) if len(w) >= 4)
+    probes = set()
+    for word in sorted(asked)[:150]:
+        i = rng.randrange(len(word) - 1)
+        probes.update(
+            {
+                word,
+                word[:i] + word[i + 1 :],
+                word[:i] + word[i] + word[i:],
+                word[:i] + word[i + 1] + word[i] + word[i + 2 :],
+            }
+        )
+    assert len(probes) > 300
+    for pool in vocabulary._pools:
+        for probe in sorted(probes):
+            expected = get_close_matches(probe, pool.words, n=1, cutoff=CORRECTION_CUTOFF)
+            assert pool.closest(probe) == (expected[0] if expected else None), probe
