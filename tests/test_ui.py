@@ -20,6 +20,7 @@ import pytest
 from assistant.answer.types import Answer, AnswerSentence, Citation
 from tests.conftest import ARTIFACTS, ROOT, free_port
 from tests.test_api import ask_in_page, start_server, stop
+from tests.test_workers import wait_for_workers
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -561,9 +562,11 @@ def test_an_llm_answer_with_dropped_sentences_is_marked_in_chat_and_widget(built
             "ASSISTANT_LLM_BASE_URL": fake.base_url,
             "ASSISTANT_LLM_MODEL": "fake",
             "ASSISTANT_LLM_TIMEOUT_S": "120",
+            "ASSISTANT_WORKERS": "2",  # the LLM's sentences are written, verified and streamed in worker processes
         }
         proc, base = start_server(built_index, env)
         try:
+            wait_for_workers(base, 2)
             # Which passage number the endpoint is shown for the side effects (the fallback answers this one).
             fake.replies.append("placeholder")
             api(base, question)
