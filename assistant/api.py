@@ -136,6 +136,7 @@ class PipelineHolder:
         self._waiting_for_store: str | None = None  # why loading waits, while it waits for the store
         self._thread: threading.Thread | None = None
         self.wrap: Callable[[Pipeline], Pipeline] = lambda pipeline: pipeline  # create_app gates it
+        self.pool: WorkerPool | None = None  # the worker processes that answer, when there are any
 
     def start(self) -> None:
         if self.pipeline is not None or self._thread is not None:
@@ -145,11 +146,12 @@ class PipelineHolder:
 
     @property
     def store_problem(self) -> str | None:
-        """Why the vector store does not answer; None while it does (as far as the last call to it knows)."""
+        """Why the vector store does not answer; None while it does (as far as the last call to it
+        knows, here and in every worker process that answers)."""
         pipeline = self.pipeline
         if pipeline is None:
             return self._waiting_for_store
-        return pipeline.store.availability.problem
+        return pipeline.store.availability.problem or (self.pool.store_problem() if self.pool is not None else None)
 
     def _load(self) -> None:
         wait = self.settings.chroma_retry_s
@@ -275,6 +277,7 @@ def create_app(
     slots = AnswerSlots(settings.answers_in_flight, settings.answer_wait_s, settings.max_answers_waiting)
     metrics = Metrics(lambda: holder.pipeline, slots, lambda: holder.store_problem is None)
     pool = WorkerPool(settings, workers) if workers > 1 else None
+    holder.pool = pool
 
     def wrap(pipeline: Pipeline) -> Pipeline:
         answering = PooledPipeline(pipeline, pool) if pool is not None else pipeline

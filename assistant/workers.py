@@ -65,6 +65,7 @@ class _Worker:
     ready: bool = False
     gone: bool = False
     stats: dict[str, int] = field(default_factory=dict)  # of the index it answers from
+    store_problem: str | None = None  # why its vector store does not answer it, while it does not
     asked: int = 0  # questions sent to it: between workers equally busy, the one asked least goes next
     pending: dict[int, queue.Queue[tuple[Any, ...]]] = field(default_factory=dict)
     send_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -123,7 +124,7 @@ class WorkerPool:
                 message = worker.conn.recv()
                 kind = message[0]
                 if kind == "ready":
-                    worker.ready, worker.stats = True, message[1]
+                    worker.ready, worker.stats, worker.store_problem = True, message[1], message[3]
                     generation = message[1].get("generation")
                     log.info(
                         "worker %d (pid %s) answers from index generation %s", worker.index, message[2], generation
@@ -177,6 +178,11 @@ class WorkerPool:
     # -- answering ------------------------------------------------------------------------
     def ready_count(self) -> int:
         return sum(1 for w in self._workers if w is not None and w.ready and not w.gone)
+
+    def store_problem(self) -> str | None:
+        """Why the vector store does not answer a ready worker (as that worker last said); None when it answers all."""
+        problems = [w.store_problem for w in self._workers if w is not None and w.ready and not w.gone]
+        return next((p for p in problems if p), None)
 
     def stats(self) -> dict[str, int] | None:
         """What the index answers come from holds: while the workers switch to a newer index, the
@@ -308,18 +314,19 @@ def _worker_main(conn: Connection, settings: Settings) -> None:
             raise _PipeGone() from exc
 
     def announce() -> None:
-        """Ready once the index is loaded, and again each time it follows `assistant ingest`."""
+        """Ready once the index is loaded, and again each time it follows `assistant ingest` or its
+        vector store goes or comes back (so that /api/health speaks for the workers too)."""
         loaded = holder.wait() is not None  # no reference kept: a replaced index is let go of
         with contextlib.suppress(_PipeGone):
             if not loaded:
                 send(("failed", holder.error or "unknown error"))
                 return
-            told: dict[str, int] = {}
+            told: tuple[dict[str, int], str | None] = ({}, None)
             while True:
-                stats = holder.pipeline.stats() if holder.pipeline is not None else told
-                if stats != told:
-                    send(("ready", stats, os.getpid()))
-                    told = stats
+                state = (holder.pipeline.stats() if holder.pipeline is not None else told[0], holder.store_problem)
+                if state != told:
+                    send(("ready", state[0], os.getpid(), state[1]))
+                    told = state
                 time.sleep(settings.reload_interval_s / 2)
 
     def answer(request_id: int, question: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
