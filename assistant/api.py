@@ -456,15 +456,20 @@ def ensure_index(settings: Settings) -> None:
     print(f"Indexed {report.documents} documents, {report.chunks} chunks in {report.seconds:.1f} s", flush=True)
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    import uvicorn
-
-    ensure_index(settings)
+def use_serving_threads(settings: Settings) -> None:
+    """Torch's threads per answer in a process that answers (the serving process and each worker)."""
     if settings.serve_torch_threads:
         import torch
 
         # Measured (docs/benchmarks.md): half the CPU per answer and 1.4-2x the answers per second.
         torch.set_num_threads(settings.serve_torch_threads)
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    import uvicorn
+
+    ensure_index(settings)
+    use_serving_threads(settings)
     app = create_app(settings, workers=settings.worker_count)
     host = host or settings.host
     port = port or settings.port

@@ -132,7 +132,7 @@ def server_pids(port: int) -> list[int]:
         if not proc.name.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
-            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parents[int(proc.name)] = int(proc_stat(int(proc.name))[PARENT])
         with contextlib.suppress(OSError):
             if any(os.readlink(fd) in targets for fd in (proc / "fd").iterdir()):
                 pids.append(int(proc.name))
@@ -161,13 +161,21 @@ def rss_mb(pid: int) -> float:
         return float("nan")
 
 
+STATE, PARENT, USER_TIME, SYSTEM_TIME = 0, 1, 11, 12  # in proc_stat's fields
+
+
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces); OSError when gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process has used."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = proc_stat(pid)
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[USER_TIME]) + int(fields[SYSTEM_TIME])) / os.sysconf("SC_CLK_TCK")
 
 
 def check_url(url: str) -> tuple[str, int]:
@@ -272,8 +280,9 @@ async def _run_level(
     return level
 
 
-def _wait_for_workers(base: str, timeout: float = 300.0) -> None:
-    """Until /api/health says every worker process has loaded the index (a server without workers at once)."""
+def wait_for_workers(base: str, timeout: float = 300.0) -> dict[str, Any]:
+    """/api/health once it is ok and says every worker process has loaded the index (a server
+    without workers: once it is ok)."""
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -283,7 +292,7 @@ def _wait_for_workers(base: str, timeout: float = 300.0) -> None:
         except (httpx.HTTPError, ValueError):
             health = {}
         if health.get("workers_ready", 0) >= health.get("workers", 0) and health.get("status") == "ok":
-            return
+            return health
         if time.monotonic() > deadline:
             raise LoadError(f"the server's workers were not ready within {timeout:g} s: {health}")
         time.sleep(0.2)
@@ -379,7 +388,7 @@ def bench_load(
             if status != 200:
                 raise LoadError(f"{base}/api/health says {status}; the server is not ready")
             result.update(server="given with --url", url=base)
-        _wait_for_workers(base)  # nothing is measured while a worker is still loading
+        wait_for_workers(base)  # nothing is measured while a worker is still loading
         pids = server_pids(port) or ([proc.pid] if proc is not None else [])
         result.update(
             server_pids=pids,

@@ -176,23 +176,26 @@ class WorkerPool:
             self._spawn(index)
 
     # -- answering ------------------------------------------------------------------------
+    def _ready(self) -> list[_Worker]:
+        # Not gone as well: a worker given up for silence may still have a "ready" in its pipe.
+        return [w for w in self._workers if w is not None and w.ready and not w.gone]
+
     def ready_count(self) -> int:
-        return sum(1 for w in self._workers if w is not None and w.ready and not w.gone)
+        return len(self._ready())
 
     def store_problem(self) -> str | None:
         """Why the vector store does not answer a ready worker (as that worker last said); None when it answers all."""
-        problems = [w.store_problem for w in self._workers if w is not None and w.ready and not w.gone]
-        return next((p for p in problems if p), None)
+        return next((w.store_problem for w in self._ready() if w.store_problem), None)
 
     def stats(self) -> dict[str, int] | None:
         """What the index answers come from holds: while the workers switch to a newer index, the
         oldest one still in use. None while no worker is ready."""
-        ready = [w.stats for w in self._workers if w is not None and w.ready and not w.gone]
+        ready = [w.stats for w in self._ready()]
         return min(ready, key=lambda stats: stats.get("generation", 0)) if ready else None
 
     def _pick(self) -> _Worker | None:
         with self._lock:
-            ready = [w for w in self._workers if w is not None and w.ready and not w.gone]
+            ready = self._ready()
             if not ready:
                 return None
             worker = min(ready, key=lambda w: (len(w.pending), w.asked))
@@ -249,11 +252,11 @@ class WorkerStoreUnavailable(StoreUnavailable):
         self.problem = problem
 
 
-def _error(kind: str, message: str, *more: str) -> Exception:
+def _error(kind: str, message: str, problem: str = "") -> Exception:
     if kind == "question":
         return QuestionError(message)
     if kind == "store":
-        return WorkerStoreUnavailable(message, more[0] if more else message)
+        return WorkerStoreUnavailable(message, problem or message)
     return WorkerFailed(f"a worker could not answer ({message}); its log has the traceback")
 
 
@@ -297,11 +300,9 @@ def _worker_main(conn: Connection, settings: Settings) -> None:
     # The serving process logs the vector store going and coming back (workers tell it): one line, not one per process.
     logging.getLogger("assistant.store").setLevel(logging.ERROR)
     apply_kinds(settings)
-    if settings.serve_torch_threads:
-        import torch
+    from assistant.api import PipelineHolder, use_serving_threads
 
-        torch.set_num_threads(settings.serve_torch_threads)
-    from assistant.api import PipelineHolder
+    use_serving_threads(settings)
 
     holder = PipelineHolder(settings)
     send_lock = threading.Lock()
@@ -341,8 +342,7 @@ def _worker_main(conn: Connection, settings: Settings) -> None:
             except _PipeGone:
                 raise
             except StoreUnavailable as exc:
-                problem = holder.pipeline.store.availability.problem if holder.pipeline is not None else None
-                send(("error", request_id, "store", str(exc), problem or str(exc)))
+                send(("error", request_id, "store", str(exc), holder.store_problem or str(exc)))
             except QuestionError as exc:
                 send(("error", request_id, "question", str(exc)))
             except Exception as exc:

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from assistant.answer.types import Answer, AnswerSentence, Citation
+from assistant.bench_load import wait_for_workers
 from tests.conftest import ARTIFACTS, ROOT, free_port
 from tests.test_api import ask_in_page, start_server, stop
-from tests.test_workers import wait_for_workers
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -566,7 +566,7 @@ def test_an_llm_answer_with_dropped_sentences_is_marked_in_chat_and_widget(built
         }
         proc, base = start_server(built_index, env)
         try:
-            wait_for_workers(base, 2)
+            wait_for_workers(base)
             # Which passage number the endpoint is shown for the side effects (the fallback answers this one).
             fake.replies.append("placeholder")
             api(base, question)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from assistant.bench_load import cpu_seconds
+from assistant.bench_load import PARENT, STATE, cpu_seconds, proc_stat, wait_for_workers
 from tests.test_api import start_server, stop
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def worker_pids(server_pid: int) -> list[int]:
         if not proc.name.isdigit():
             continue
         try:
-            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            parent = int(proc_stat(int(proc.name))[PARENT])
             cmdline = (proc / "cmdline").read_bytes()
         except (OSError, IndexError, ValueError):
             continue
@@ -56,24 +56,17 @@ def worker_pids(server_pid: int) -> list[int]:
 
 def alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return proc_stat(pid)[STATE] != "Z"
     except OSError:
         return False
-    return state != "Z"
 
 
-def wait_for_workers(base: str, ready: int, timeout: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    health: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        try:
-            health = httpx.get(base + "/api/health", timeout=5).json()
-        except httpx.HTTPError:
-            health = {}
-        if health.get("workers_ready") == ready:
-            return health
-        time.sleep(0.3)
-    raise AssertionError(f"{ready} workers were not ready in {timeout} s: {health}")
+def wait_until_replaced(proc: Any, gone: int) -> None:
+    """Until the server has two workers again, none of them ``gone``."""
+    deadline = time.monotonic() + 180
+    while gone in worker_pids(proc.pid) or len(worker_pids(proc.pid)) < 2:
+        assert time.monotonic() < deadline, f"worker {gone} was not replaced"
+        time.sleep(0.2)
 
 
 def comparable(body: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +77,7 @@ def comparable(body: dict[str, Any]) -> dict[str, Any]:
 def pooled(built_index) -> Iterator[tuple[Any, str]]:  # type: ignore[no-untyped-def]
     proc, base = start_server(built_index, {"ASSISTANT_WORKERS": "2"})
     try:
-        health = wait_for_workers(base, 2)
+        health = wait_for_workers(base)
         assert health["workers"] == 2 and health["status"] == "ok"
         yield proc, base
     finally:
@@ -137,11 +130,8 @@ def test_a_worker_killed_while_answering_costs_503s_and_is_replaced(pooled: tupl
         assert len(statuses) >= 20, "the app did not answer"
         killed = before[0]
         os.kill(killed, signal.SIGKILL)
-        deadline = time.monotonic() + 180
-        while killed in worker_pids(proc.pid) or len(worker_pids(proc.pid)) < 2:
-            assert time.monotonic() < deadline, "the killed worker was not replaced"
-            time.sleep(0.2)
-        health = wait_for_workers(base, 2)
+        wait_until_replaced(proc, killed)
+        health = wait_for_workers(base)
         after = worker_pids(proc.pid)
         answered_before_restart = len(statuses)
         deadline = time.monotonic() + 60
@@ -162,7 +152,7 @@ def test_a_worker_killed_while_answering_costs_503s_and_is_replaced(pooled: tupl
 def test_workers_exit_with_the_serving_process_even_after_kill_9(built_index) -> None:  # type: ignore[no-untyped-def]
     proc, base = start_server(built_index, {"ASSISTANT_WORKERS": "2"})
     try:
-        wait_for_workers(base, 2)
+        wait_for_workers(base)
         workers = worker_pids(proc.pid)
         assert len(workers) == 2
         proc.send_signal(signal.SIGKILL)
@@ -180,7 +170,7 @@ def test_workers_exit_with_the_serving_process_even_after_kill_9(built_index) ->
 def test_a_frozen_worker_costs_503s_in_bounded_time_and_is_replaced(built_index) -> None:  # type: ignore[no-untyped-def]
     proc, base = start_server(built_index, {"ASSISTANT_WORKERS": "2", "ASSISTANT_WORKER_TIMEOUT_S": "3"})
     try:
-        wait_for_workers(base, 2)
+        wait_for_workers(base)
         frozen = worker_pids(proc.pid)[0]
         os.kill(frozen, signal.SIGSTOP)
         try:
@@ -195,11 +185,8 @@ def test_a_frozen_worker_costs_503s_in_bounded_time_and_is_replaced(built_index)
         # questions met the frozen worker: it waited the timeout, then got 503; the rest were answered.
         assert set(statuses) <= {200, 503} and statuses.count(503) >= 1 and statuses.count(200) >= 4, statuses
         assert took < 60, took
-        deadline = time.monotonic() + 180
-        while frozen in worker_pids(proc.pid) or len(worker_pids(proc.pid)) < 2:
-            assert time.monotonic() < deadline, "the frozen worker was not replaced"
-            time.sleep(0.2)
-        wait_for_workers(base, 2)
+        wait_until_replaced(proc, frozen)
+        wait_for_workers(base)
         assert not alive(frozen)
         for body in QUESTIONS[:2]:
             assert httpx.post(base + "/api/ask", json=body, timeout=60).status_code == 200
@@ -210,7 +197,7 @@ def test_a_frozen_worker_costs_503s_in_bounded_time_and_is_replaced(built_index)
 def test_sigterm_stops_the_workers_with_the_server(built_index) -> None:  # type: ignore[no-untyped-def]
     proc, base = start_server(built_index, {"ASSISTANT_WORKERS": "2"})
     try:
-        wait_for_workers(base, 2)
+        wait_for_workers(base)
         workers = worker_pids(proc.pid)
         assert httpx.post(base + "/api/ask", json=QUESTIONS[0], timeout=60).status_code == 200
         proc.send_signal(signal.SIGTERM)
