@@ -147,10 +147,16 @@ class Vocabulary:
         if len(word) < 3 or word in self.known_words or word in self.english or word in STOPWORDS or "'" in word:
             return word
         fixed = self._corrected.get(word)
-        if fixed is None:
-            fixed = next((m for m in (pool.closest(word) for pool in self._pools) if m is not None), word)
-            if len(self._corrected) < CORRECTIONS_KEPT:  # a dict: safe to share between threads
-                self._corrected[word] = fixed
+        if fixed is not None:
+            return fixed
+        fixed = word
+        for pool in self._pools:  # the material's words first, then common English ones
+            match = pool.closest(word)
+            if match is not None:
+                fixed = match
+                break
+        if len(self._corrected) < CORRECTIONS_KEPT:  # a dict: safe to share between threads
+            self._corrected[word] = fixed
         return fixed
 
     def alternative_stems(self, text: str) -> dict[str, set[str]]:

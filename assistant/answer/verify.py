@@ -386,19 +386,20 @@ _SOME_OF = {"some": {"few", "many", "most", "half"}, "few": {"some"}, "many": {"
 def _quantifier_binding_problem(sentence: str, quote: str) -> str | None:
     quote_pairs = _quantified(quote)
     for kind, word in sorted(_quantified(sentence) - quote_pairs):
-        others = sorted(k for k, w in quote_pairs if w == word and k != kind and not _SOME_OF.get(kind, set()) & {k})
+        others = sorted(k for k, w in quote_pairs if w == word and k != kind and k not in _SOME_OF.get(kind, ()))
         if others:
             return f"says '{kind}' of '{word}' where the quote says '{others[0]}'"
     return None
 
 
-def _quantifier_agrees(kind: str, quote: str) -> bool:
-    if kind in _quantifiers(quote):
+def _quantifier_agrees(kind: str, quote: str, quote_kinds: set[str]) -> bool:
+    """``quote_kinds``: the quote's quantifiers (``_quantifiers``, and "none" where it denies)."""
+    if kind in quote_kinds:
         return True
     if kind == "some" and re.search(r"\bmulti-?[a-z]{4,}", quote.lower()):
         return True  # "several centres" for "multicentre"
     # "a few" and "many" are some, but not each other: "many people had a rise" for "a few people".
-    if _SOME_OF.get(kind, set()) & _quantifiers(quote):
+    if _SOME_OF.get(kind, set()) & quote_kinds:
         return True
     ratios = _fractions(quote)
     if not ratios:
@@ -741,7 +742,7 @@ class Verifier:
 
         quote_quantifiers = _quantifiers(quote) | ({"none"} if denied_quote else set())
         for kind in _quantifiers(sentence) - quote_quantifiers:
-            if not _quantifier_agrees(kind, quote):
+            if not _quantifier_agrees(kind, quote, quote_quantifiers):
                 return f"quantifier '{kind}' is not what the quote says"
         generalized = _generalized_subject(sentence, quote)
         if generalized:
