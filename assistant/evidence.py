@@ -98,6 +98,8 @@ class PartEvidence:
 class WordMatcher:
     """Similarity of a question's words to the words of the material, by their vectors."""
 
+    CACHE_MAX = 20000  # vectors kept of words the material does not have
+
     def __init__(self, snapshot: Snapshot, embedder: Any) -> None:
         self.snapshot = snapshot
         self.embedder = embedder
@@ -107,13 +109,15 @@ class WordMatcher:
     def vectors(self, words: list[str]) -> np.ndarray:
         index = self.snapshot.word_index
         missing = [w for w in dict.fromkeys(words) if w not in index and w not in self._cache]
-        if missing:
-            for word, vector in zip(missing, self._embed(missing), strict=True):
-                if len(self._cache) > 20000:
-                    self._cache.clear()
-                self._cache[word] = vector
+        fresh = dict(zip(missing, self._embed(missing), strict=True)) if missing else {}
+        if len(self._cache) + len(fresh) > self.CACHE_MAX:
+            self._cache = {}
+        self._cache.update(fresh)
+        # This call's own vectors first: another thread may have emptied the cache meanwhile.
+        cache = self._cache
         rows = [
-            self.snapshot.word_matrix[index[w]] if w in index else self._cache[w] for w in words
+            self.snapshot.word_matrix[index[w]] if w in index else fresh[w] if w in fresh else cache[w]
+            for w in words
         ]
         return np.vstack(rows) if rows else np.zeros((0, self.snapshot.word_matrix.shape[1]), dtype=np.float32)
 

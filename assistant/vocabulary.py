@@ -184,9 +184,10 @@ class Vocabulary:
                     query.asked.add(term)
             sources.append((terms(fixed, keep_stopwords=True), 0.7))
         concepts: list[Concept] = []
+        present = [set(sequence) for sequence, _weight in sources]  # a phrase's first term must be there
         for group in self.groups:
-            for sequence, weight in sources:
-                hits = [content for full, content in group if content and _contains(sequence, full)]
+            for (sequence, weight), have in zip(sources, present, strict=True):
+                hits = [content for full, content in group if content and full[0] in have and _contains(sequence, full)]
                 if not hits:
                     continue
                 # Every asked word of the group belongs to one concept ("how long ... followed up").
