@@ -96,3 +96,41 @@ def test_ingest_fails_when_a_file_is_skipped_unless_told_that_is_fine(tmp_path: 
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["skipped"] == []
+
+
+def test_a_loaded_index_is_kept_out_of_full_collections_and_a_replaced_one_is_collected(tmp_path: Path, real_embedder) -> None:  # type: ignore[no-untyped-def]
+    """A full collection walks every object of the loaded index (about 270 ms here), stalling health
+    checks and answers; the serving process freezes what it loaded (api.settle_heap). A snapshot
+    replaced by a newer index must still be collected, not kept frozen."""
+    import gc
+    import shutil
+    import weakref
+
+    from assistant.api import PipelineHolder
+    from assistant.ingest import ingest
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    settings = make_settings(tmp_path / "data", corpus)
+    ingest(settings, real_embedder)
+    gc.unfreeze()
+    try:
+        holder = PipelineHolder(settings)
+        holder.start()
+        pipeline = holder.wait(300)
+        assert pipeline is not None
+        assert gc.get_freeze_count() > len(pipeline.snapshot.units)
+        pipeline.ask("What side effects were seen?")  # the snapshot and its word matcher refer to each other
+        holder._follow_once()  # nothing new: the loaded index stays frozen
+        old = weakref.ref(pipeline.snapshot)
+        generation = pipeline.snapshot.generation
+
+        (corpus / "clinic-parking.md").write_text(NEW_DOCUMENT)
+        ingest(settings, real_embedder)
+        holder._follow_once()
+        assert pipeline.snapshot.generation > generation
+        assert old() is None, "the replaced snapshot was kept"
+        assert gc.get_freeze_count() > len(pipeline.snapshot.units)
+        assert "Gonda ramp" in " ".join(s.text for s in pipeline.ask("Where do study visitors park?").sentences)
+    finally:
+        gc.unfreeze()
