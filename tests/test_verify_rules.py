@@ -43,6 +43,10 @@ KEPT = [
     ("Headaches can last for two days.", "Headaches may last for two days."),
     ("Some patients needed a second dose.", "A second dose was needed by some patients."),
     ("A few people had a rash.", "Some people had a rash."),
+    ("It was a single-group study in which everyone had the implant.", "The study had one group, and everyone had the implant."),
+    ("Stopping will not change the care you get.", "Stopping won't change the care you get."),
+    ("No serious side effects were seen, though some minor problems such as rashes were reported.",
+     "Some minor problems such as rashes were reported."),
 ]  # fmt: skip
 
 DROPPED = [
@@ -77,6 +81,11 @@ DROPPED = [
     ("A few people had a rash.", "Many people had a rash.", "quantifier 'many'"),
     ("More people finished the clinic course than the home course.",
      "More people finished the home course than the clinic course.", "other way round"),
+    ("No serious side effects were seen, though some minor problems such as rashes were reported.",
+     "No serious side effects were seen, though some people had severe rashes.", "does not state: severe"),
+    ("Participants were stratified by centre and planned tumour-bed boost.",
+     "Participants were stratified by centre, planned boost and tumour size.", "does not state: tumour"),
+    ("It was a non-randomized study.", "It was a randomized study.", "randomized"),
 ]  # fmt: skip
 
 

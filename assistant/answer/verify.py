@@ -92,6 +92,17 @@ LIGHT_WORDS = frozenset(
      "using", "get", "gets", "got", "give", "gives", "gave", "given", "receive", "receives", "received", "need", "needs", "needed", "meet", "meets", "met", "lead", "leads", "led", "do", "does", "did",
      "done", "keep", "keeps", "kept", "come", "comes", "came", "put", "remaining", "overall", "total", "actually"}
 )  # fmt: skip
+# Words of degree: a claim states one only where the quote does, in those words. Reading them by
+# similarity lets "severe headaches" pass for "minor issues like headaches" beside "no serious
+# adverse effects", and clinically "serious" (an event's outcome) is not "severe" (its intensity).
+DEGREE_WORDS = frozenset(
+    {"mild", "mildly", "minor", "moderate", "moderately", "severe", "severely", "serious", "seriously", "major",
+     "slight", "slightly", "significant", "significantly", "substantial", "substantially", "marked", "markedly",
+     "dramatic", "dramatically", "extreme", "extremely", "intense", "profound", "modest", "trivial", "negligible"}
+)  # fmt: skip
+# Parts of a hyphenated word that turn the rest around ("non-randomized", "drug-free"): such a word
+# does not state its other parts.
+_TURNING_PARTS = frozenset({"non", "un", "no", "not", "anti", "free", "less", "never", "without", "pre", "post", "ex"})
 TOPIC_SHARE = 0.15  # a term in this share of a document's units is its subject, not a new fact
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s?%)?")
 _FRACTION = re.compile(r"\b(\d+)\s+(?:[a-z]+\s+)?(?:of|out of|in)\s+(?:the\s+|all\s+)?(\d{1,3})\b(?!\s*(?:%|percent))")
@@ -805,8 +816,20 @@ class Verifier:
             if w not in STOPWORDS and w not in QUANTIFIERS and w not in NEGATION_CUES and w not in _NUMBER_WORDS and len(w) > 1
             and not _COMPOUND_NUMBER.fullmatch(w)
             and w not in LIGHT_WORDS
+            and not w.endswith("n't")  # "won't", "can't": the polarity check reads the negation; will, can: stop words
         ]
         have = {stem(w) for w in surface_words(surround)} | self._topic_terms(doc_id)
+        # A hyphenated word states its head: "single-group" states "group", "cluster-randomised"
+        # "randomised"; not its modifier ("tumour-bed boost" says nothing of a tumour's grade), nor
+        # anything where a part turns it around ("non-randomized").
+        have |= {
+            stem(w.rsplit("-", 1)[1])
+            for w in surface_words(surround)
+            if "-" in w and not _TURNING_PARTS & set(w.split("-")) and len(w.rsplit("-", 1)[1]) > 2
+        }
+        degree = [w for w in words if w in DEGREE_WORDS and stem(w) not in {stem(q) for q in surface_words(surround)}]
+        if degree:
+            return degree
         vocabulary = self.snapshot.vocabulary
         alternatives = vocabulary.alternative_stems(sentence)
         candidates = [w for w in words if stem(w) not in have and not (alternatives.get(stem(w), set()) & have)]
