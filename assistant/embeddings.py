@@ -84,7 +84,6 @@ class SentenceTransformerEmbedder:
     """
 
     CACHE_MAX_CHARS = 1000  # chunks and long pastes are not worth keeping
-    DIRECT_MAX = 32  # texts embedded in one direct forward pass; more go through ``encode``
 
     def __init__(self, model_dir: Path, expected_sha256: str | None, name: str, cache_entries: int = 4096) -> None:
         """``cache_entries``: texts whose vectors are kept (384 float32 each: 6 MB for 4096); 0 keeps none."""
@@ -94,7 +93,6 @@ class SentenceTransformerEmbedder:
         self.name = name
         self._model_dir = model_dir
         self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
-        self._model.eval()  # the direct forward pass (``_encode``) needs inference mode set once
         self._encode_lock = threading.Lock()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -144,8 +142,10 @@ class SentenceTransformerEmbedder:
         missing = list(dict.fromkeys(t for t in texts if t not in found))  # each text once, in order
         if missing:
             with self._encode_lock:
-                vectors = self._encode(missing)
-            fresh = dict(zip(missing, vectors, strict=True))
+                vectors = self._model.encode(
+                    missing, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                )
+            fresh = dict(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
             found.update(fresh)
             with self._cache_lock:
                 for text, vector in fresh.items():
@@ -157,27 +157,6 @@ class SentenceTransformerEmbedder:
         for row, text in enumerate(texts):
             out[row] = found[text]
         return out
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        """Unit vectors of ``texts`` (caller holds the encode lock).
-
-        A question's few texts go through the model's modules directly, in one padded batch:
-        ``SentenceTransformer.encode`` spends about a fifth of such a call walking the model's
-        modules (``eval()``, the device lookup) around the same forward pass. Long lists keep
-        ``encode``, which sorts them by length into batches."""
-        if len(texts) > self.DIRECT_MAX:
-            vectors = self._model.encode(
-                texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-            )
-            return np.asarray(vectors, dtype=np.float32)
-        import torch
-
-        features = self._model.preprocess(texts)
-        with torch.inference_mode():
-            out = self._model.forward(features)
-        vectors = np.asarray(out["sentence_embedding"].float().numpy(), dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # a model without a Normalize module
-        return vectors / np.where(norms > 0, norms, 1.0)
 
     def embed_with_spans(
         self, texts: list[str], spans: list[list[tuple[int, int]]]

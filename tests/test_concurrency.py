@@ -146,15 +146,3 @@ def test_ingest_while_questions_are_answered(pipeline, real_embedder, tmp_path: 
     for report in reports:
         assert report.documents == 8 and not report.skipped and report.embedded_chunks == report.chunks
 
-
-def test_the_direct_forward_pass_gives_encodes_vectors(uncached_embedder) -> None:  # type: ignore[no-untyped-def]
-    """A question's texts skip ``SentenceTransformer.encode`` (embeddings._encode): single words,
-    questions and a text past the model's 256 tokens, padded in one batch, must come out as encode's."""
-    texts = ["nausea", "cryopreserved", "What side effects were seen after the injection?", *_texts(6, seed=3)]
-    texts.append(" ".join(_texts(12, seed=4)))  # about 400 words: cut at the model's limit
-    assert uncached_embedder.count_tokens(texts[-1]) > uncached_embedder.max_tokens
-    assert len(texts) <= uncached_embedder.DIRECT_MAX
-    expected = uncached_embedder._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-    got = uncached_embedder.embed(texts)
-    assert np.allclose(got, expected, atol=1e-5)
-    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
