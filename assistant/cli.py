@@ -36,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="run the question sets (tests/eval) and print quality figures")
     p.add_argument("--corpus", action="append", help="a folder of tests/eval (default: all)")
-    p.add_argument("--split", choices=["dev", "test", "test2", "test3", "test4", "test5", "test6", "test7", "test8", "test9", "all"], default="dev",
-                   help="dev: tuned on; test to test9: held out, each run once before it was reported")
+    p.add_argument("--split", choices=["dev", "test", "test2", "test3", "test4", "test5", "test6", "test7", "test8", "test9", "test10", "all"], default="dev",
+                   help="dev: tuned on; test to test10: held out, each run once before it was reported")
     p.add_argument("--claims", action="store_true", help="run the claim suites through the verifier instead")
     p.add_argument("--failures", action="store_true", help="list the failed dev questions")
     p.add_argument("--json", action="store_true")
