@@ -54,6 +54,26 @@ def test_the_coverage_note_comes_from_a_clinics_own_documents(tmp_path: Path, re
     assert "CELLTOP" not in answer.text
 
 
+def test_a_quotes_own_no_is_the_lead_and_is_not_said_twice(tmp_path: Path, real_embedder) -> None:  # type: ignore[no-untyped-def]
+    from assistant.chain import build_pipeline
+    from assistant.ingest import ingest
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "brace-faq.md").write_text(
+        "# Knee brace study: questions\n\n## Can the brace be recharged?\n\n"
+        "No. The battery is sealed inside the brace and cannot be recharged.\n\n"
+        "## How long is the study?\n\nForty adults wore the brace for six weeks.\n"
+    )
+    settings = make_settings(tmp_path / "data", corpus)
+    ingest(settings, real_embedder)
+    pipeline = build_pipeline(settings, embedder=real_embedder)
+    answer = pipeline.ask("Can the brace be recharged?")
+    assert answer.lead == "No." and answer.text.startswith("No. The battery is sealed"), answer.text
+    assert "No. No." not in answer.text
+    _verbatim(pipeline, answer)
+
+
 def test_a_part_the_material_lacks_is_named_and_the_rest_answered(pipeline) -> None:  # type: ignore[no-untyped-def]
     answer = pipeline.ask("What was the dose, and how much did it cost?", audience="clinician")
     assert not answer.refused

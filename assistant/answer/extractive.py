@@ -46,6 +46,13 @@ class ExtractiveAnswerer:
         if len(decision.parts) == 1 and answered[0].part.answer_type == "yes_no" and not decision.personal:
             lead = yes_no_lead(answered[0].part.text, units[0].quote)
         claims = [Claim(text=u.quote, quotes=[Quote(u.chunk.id, u.quote_start, u.end)]) for u in units]
+        opening = _YES_NO_START.match(units[0].quote) if lead else None
+        if opening and opening.group(0).endswith(".") and units[0].quote[opening.end() :].strip():
+            # The lead is the quote's own "No.": the quote goes on from after it, not "No. No. ...".
+            first = units[0]
+            start = first.quote_start + opening.end()
+            start += len(first.chunk.text[start : first.end]) - len(first.chunk.text[start : first.end].lstrip())
+            claims[0] = Claim(text=first.chunk.text[start : first.end], quotes=[Quote(first.chunk.id, start, first.end)])
         return Draft(claims=claims, lead=lead)
 
 
