@@ -49,10 +49,10 @@ class ExtractiveAnswerer:
         opening = _YES_NO_START.match(units[0].quote) if lead else None
         if opening and opening.group(0).endswith(".") and units[0].quote[opening.end() :].strip():
             # The lead is the quote's own "No.": the quote goes on from after it, not "No. No. ...".
-            first = units[0]
-            start = first.quote_start + opening.end()
-            start += len(first.chunk.text[start : first.end]) - len(first.chunk.text[start : first.end].lstrip())
-            claims[0] = Claim(text=first.chunk.text[start : first.end], quotes=[Quote(first.chunk.id, start, first.end)])
+            unit = units[0]
+            start = unit.quote_start + opening.end()
+            start += len(unit.chunk.text[start : unit.end]) - len(unit.chunk.text[start : unit.end].lstrip())
+            claims[0] = Claim(text=unit.chunk.text[start : unit.end], quotes=[Quote(unit.chunk.id, start, unit.end)])
         return Draft(claims=claims, lead=lead)
 
 
