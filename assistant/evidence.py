@@ -108,13 +108,15 @@ class WordMatcher:
 
     def vectors(self, words: list[str]) -> np.ndarray:
         index = self.snapshot.word_index
-        missing = [w for w in dict.fromkeys(words) if w not in index and w not in self._cache]
-        fresh = dict(zip(missing, self._embed(missing), strict=True)) if missing else {}
-        if len(self._cache) + len(fresh) > self.CACHE_MAX:
-            self._cache = {}
-        self._cache.update(fresh)
-        # This call's own vectors first: another thread may have emptied the cache meanwhile.
+        # The cache is replaced when full, never emptied in place, so the one read here still holds
+        # every word it held when this call began, whatever other threads do meanwhile.
         cache = self._cache
+        missing = [w for w in dict.fromkeys(words) if w not in index and w not in cache]
+        fresh = dict(zip(missing, self._embed(missing), strict=True)) if missing else {}
+        if len(cache) + len(fresh) > self.CACHE_MAX:
+            self._cache = dict(fresh)
+        else:
+            cache.update(fresh)
         rows = [
             self.snapshot.word_matrix[index[w]] if w in index else fresh[w] if w in fresh else cache[w]
             for w in words

@@ -228,3 +228,24 @@ def test_grading_scale_names_are_data_not_code() -> None:
     assert grade_terms("AIS B or C") == ["grade_b", "grade_c"]
     assert grade_terms("graded D") == ["grade_d"] and grade_terms("MRS B") == []
     assert "AIS" not in "".join(line for line in (ROOT / "assistant" / "text.py").read_text().splitlines() if "re.compile" in line)
+
+
+def test_a_word_vector_lookup_survives_another_thread_replacing_the_cache() -> None:
+    """The word matcher's cache is shared by the threads that answer. One call finding it full
+    replaces it; a call already under way must still find the words it counted on."""
+    from assistant.evidence import WordMatcher
+
+    embedder = HashEmbedder()
+    snapshot = SimpleNamespace(word_index={}, word_matrix=np.zeros((0, embedder.dim), dtype=np.float32))
+    matcher = WordMatcher(snapshot, embedder)  # type: ignore[arg-type]
+    matcher.CACHE_MAX = 3
+    matcher.vectors(["alpha"])
+
+    def embed_while_another_call_fills_the_cache(words: list[str]) -> np.ndarray:
+        if words == ["beta", "gamma"]:
+            matcher.vectors(["delta", "epsilon", "zeta"])  # "another thread": the cache is now full and replaced
+        return embedder.embed(words)
+
+    matcher._embed = embed_while_another_call_fills_the_cache  # type: ignore[method-assign]
+    got = matcher.vectors(["alpha", "beta", "gamma"])
+    assert np.allclose(got, embedder.embed(["alpha", "beta", "gamma"]))
