@@ -145,4 +145,3 @@ def test_ingest_while_questions_are_answered(pipeline, real_embedder, tmp_path: 
     assert answered[0] >= 3
     for report in reports:
         assert report.documents == 8 and not report.skipped and report.embedded_chunks == report.chunks
-

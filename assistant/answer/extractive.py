@@ -46,12 +46,12 @@ class ExtractiveAnswerer:
         if len(decision.parts) == 1 and answered[0].part.answer_type == "yes_no" and not decision.personal:
             lead = yes_no_lead(answered[0].part.text, units[0].quote)
         claims = [Claim(text=u.quote, quotes=[Quote(u.chunk.id, u.quote_start, u.end)]) for u in units]
-        opening = _YES_NO_START.match(units[0].quote) if lead else None
-        if opening and opening.group(0).endswith(".") and units[0].quote[opening.end() :].strip():
+        unit = units[0]
+        opening = _YES_NO_START.match(unit.quote) if lead else None
+        after = unit.quote[opening.end() :] if opening and opening.group(0).endswith(".") else ""
+        if after.strip():
             # The lead is the quote's own "No.": the quote goes on from after it, not "No. No. ...".
-            unit = units[0]
-            start = unit.quote_start + opening.end()
-            start += len(unit.chunk.text[start : unit.end]) - len(unit.chunk.text[start : unit.end].lstrip())
+            start = unit.end - len(after.lstrip())
             claims[0] = Claim(text=unit.chunk.text[start : unit.end], quotes=[Quote(unit.chunk.id, start, unit.end)])
         return Draft(claims=claims, lead=lead)
 

@@ -818,18 +818,20 @@ class Verifier:
             and w not in LIGHT_WORDS
             and not w.endswith("n't")  # "won't", "can't": the polarity check reads the negation; will, can: stop words
         ]
-        have = {stem(w) for w in surface_words(surround)} | self._topic_terms(doc_id)
+        quote_words = surface_words(surround)
+        quoted = {stem(w) for w in quote_words}
+        degree = [w for w in words if w in DEGREE_WORDS and stem(w) not in quoted]
+        if degree:
+            return degree
         # A hyphenated word states its head: "single-group" states "group", "cluster-randomised"
         # "randomised"; not its modifier ("tumour-bed boost" says nothing of a tumour's grade), nor
         # anything where a part turns it around ("non-randomized").
-        have |= {
-            stem(w.rsplit("-", 1)[1])
-            for w in surface_words(surround)
-            if "-" in w and not _TURNING_PARTS & set(w.split("-")) and len(w.rsplit("-", 1)[1]) > 2
+        heads = {
+            stem(parts[-1])
+            for parts in (w.split("-") for w in quote_words if "-" in w)
+            if not _TURNING_PARTS & set(parts) and len(parts[-1]) > 2
         }
-        degree = [w for w in words if w in DEGREE_WORDS and stem(w) not in {stem(q) for q in surface_words(surround)}]
-        if degree:
-            return degree
+        have = quoted | heads | self._topic_terms(doc_id)
         vocabulary = self.snapshot.vocabulary
         alternatives = vocabulary.alternative_stems(sentence)
         candidates = [w for w in words if stem(w) not in have and not (alternatives.get(stem(w), set()) & have)]
